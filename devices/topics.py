@@ -1,0 +1,61 @@
+"""Topic layout (contract §1): `{prefix}/{kind}/{device_id}/{channel}`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from devices.errors import RejectedInput
+from devices.kinds import CHANNELS, KINDS
+
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicParts:
+    kind: str
+    device_id: str
+    channel: str
+
+
+class TopicParser:
+    """Splits topics under one prefix; the prefix may have several levels."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix.strip("/")
+        self._head = self.prefix + "/"
+        self._cache: dict[str, TopicParts] = {}
+
+    def parse(self, topic: str) -> TopicParts:
+        cached = self._cache.get(topic)
+        if cached is not None:
+            return cached
+        if not topic.startswith(self._head):
+            raise RejectedInput("bad_topic", f"topic {topic!r} is not under {self.prefix!r}")
+        rest = topic[len(self._head) :].split("/")
+        if len(rest) != 3:
+            raise RejectedInput("bad_topic", f"topic {topic!r} is not prefix/kind/device/channel")
+        kind, device_id, channel = rest
+        if kind not in KINDS:
+            raise RejectedInput("unknown_kind", f"unknown device kind {kind!r}")
+        if not DEVICE_ID_RE.match(device_id):
+            raise RejectedInput("bad_device_id", f"device id {device_id!r} is not allowed")
+        if channel not in CHANNELS:
+            raise RejectedInput("unknown_channel", f"unknown channel {channel!r}")
+        parts = TopicParts(kind, device_id, channel)
+        if len(self._cache) < 100_000:  # a city's fleet fits; a topic flood does not grow memory
+            self._cache[topic] = parts
+        return parts
+
+
+def device_topic(prefix: str, kind: str, device_id: str, channel: str) -> str:
+    return f"{prefix.strip('/')}/{kind}/{device_id}/{channel}"
+
+
+def subscription(prefix: str) -> str:
+    """The one subscription the ingest needs: every kind, device and channel under the prefix."""
+    return f"{prefix.strip('/')}/+/+/+"
+
+
+def alert_topic(prefix: str, rule: str, device_id: str) -> str:
+    return f"{prefix.strip('/')}/alerts/{rule}/{device_id}"

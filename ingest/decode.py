@@ -1,0 +1,196 @@
+"""Decode and validate one MQTT message (contract §1).
+
+topic → (kind, device, channel); bytes → UTF-8 → JSON; each reading validated on its own. Every
+rejection carries a stable reason code, the metric label and the dead-letter log's `reason`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from devices.errors import RejectedInput
+from devices.kinds import KINDS
+from devices.messages import Observation
+from devices.models import DeviceEvent, DeviceStatus
+from devices.topics import TopicParser, TopicParts
+
+FUTURE_LIMIT_MS = 5 * 60 * 1000
+
+# Every reason the decoder can give; metrics pre-create a counter for each so dashboards show zeros.
+REASONS = (
+    "payload_too_large",
+    "not_utf8",
+    "not_json",
+    "non_finite",
+    "bad_topic",
+    "unknown_kind",
+    "unknown_channel",
+    "bad_device_id",
+    "not_object",
+    "empty_array",
+    "missing_ts",
+    "bad_ts",
+    "ts_in_future",
+    "missing_field",
+    "wrong_type",
+    "out_of_range",
+    "bad_event",
+    "store_rejected",
+)
+
+
+@dataclass(slots=True)
+class Rejection:
+    reason: str
+    detail: str
+    index: int | None = None  # position in an array payload
+    item: Any = None  # the offending reading, when the payload was an array
+
+
+@dataclass(slots=True)
+class Decoded:
+    parts: TopicParts | None
+    accepted: list[Observation] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    ignored: bool = False  # e.g. an empty retained status: nothing to store, nothing wrong
+
+
+def _reason_from_validation(exc: ValidationError) -> tuple[str, str]:
+    err = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "payload"
+    kind = err["type"]
+    msg = f"{loc}: {err['msg']}"
+    if loc == "ts":
+        return ("missing_ts" if kind == "missing" else "bad_ts"), msg
+    if kind == "missing":
+        return "missing_field", msg
+    if kind == "finite_number":
+        return "non_finite", msg
+    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
+        return "out_of_range", msg
+    if loc in {"event", "state"}:
+        return "bad_event", msg
+    return "wrong_type", msg
+
+
+class Decoder:
+    """Turns (topic, payload bytes) into observations and rejections. Never raises on input."""
+
+    def __init__(self, prefix: str, max_payload_bytes: int) -> None:
+        self.topics = TopicParser(prefix)
+        self.max_payload_bytes = max_payload_bytes
+
+    def decode(self, topic: str, payload: bytes, now_ms: int) -> Decoded:
+        try:
+            parts = self.topics.parse(topic)
+        except RejectedInput as exc:
+            return Decoded(None, rejected=[Rejection(exc.reason, exc.detail)])
+        out = Decoded(parts)
+        if len(payload) > self.max_payload_bytes:
+            out.rejected.append(
+                Rejection(
+                    "payload_too_large",
+                    f"{len(payload)} bytes > mqtt.max_payload_bytes {self.max_payload_bytes}",
+                )
+            )
+            return out
+        if parts.channel == "status" and not payload:
+            out.ignored = True  # an empty retained message clears a last will; nothing to store
+            return out
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            out.rejected.append(Rejection("not_utf8", str(exc)))
+            return out
+        try:
+            body = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            out.rejected.append(_classify_bad_json(payload, exc))
+            return out
+        if parts.channel == "telemetry":
+            if isinstance(body, list):
+                if not body:
+                    out.rejected.append(Rejection("empty_array", "telemetry array has no readings"))
+                for index, item in enumerate(body):
+                    self._one(parts, item, now_ms, out, index)
+            else:
+                self._one(parts, body, now_ms, out, None)
+        else:
+            self._one(parts, body, now_ms, out, None)
+        return out
+
+    def _one(
+        self, parts: TopicParts, item: Any, now_ms: int, out: Decoded, index: int | None
+    ) -> None:
+        in_array = index is not None
+        if not isinstance(item, dict):
+            out.rejected.append(
+                Rejection(
+                    "not_object",
+                    f"{parts.channel} payload must be a JSON object"
+                    + (" (array item)" if in_array else ""),
+                    index,
+                    item if in_array else None,
+                )
+            )
+            return
+        channel = parts.channel
+        try:
+            data: Any
+            if channel == "telemetry":
+                data = KINDS[parts.kind].reading_model.model_validate(item)
+            elif channel == "event":
+                data = DeviceEvent.model_validate(item)
+            else:
+                data = DeviceStatus.model_validate(item)
+        except ValidationError as exc:
+            reason, detail = _reason_from_validation(exc)
+            out.rejected.append(Rejection(reason, detail, index, item if in_array else None))
+            return
+        ts = data.ts
+        if ts is not None:
+            if ts - now_ms > FUTURE_LIMIT_MS:
+                out.rejected.append(
+                    Rejection(
+                        "ts_in_future",
+                        f"ts {ts} is {(ts - now_ms) / 1000:.0f} s ahead of the service clock",
+                        index,
+                        item if in_array else None,
+                    )
+                )
+                return
+            if ts < 0 or ts > 253_402_300_799_000:  # year 1970 … 9999: what InfluxDB can store
+                out.rejected.append(
+                    Rejection("bad_ts", f"ts {ts} out of range", index, item if in_array else None)
+                )
+                return
+        out.accepted.append(Observation(parts.kind, parts.device_id, channel, data, now_ms))
+
+
+def _classify_bad_json(payload: bytes, exc: Exception) -> Rejection:
+    """orjson refuses NaN/Infinity like any bad JSON; tell those apart for the operator."""
+    try:
+        loose = json.loads(payload)
+    except (ValueError, RecursionError):
+        return Rejection("not_json", str(exc))
+    if _has_non_finite(loose):
+        return Rejection("non_finite", "NaN or Infinity is not a number a device may send")
+    return Rejection("not_json", str(exc))
+
+
+def _has_non_finite(value: Any, depth: int = 0) -> bool:
+    if depth > 64:
+        return False
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_non_finite(v, depth + 1) for v in value)
+    return False

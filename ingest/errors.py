@@ -1,0 +1,51 @@
+"""Errors of the `ingest` package.
+
+    IngestError
+    ├── SpoolError            the local spool cannot be opened or written (disk full, corrupt head)
+    ├── SpoolFull             the spool reached storage.spool_max_bytes; acks wait, nothing is dropped
+    └── StoreError            a store answered with an error
+        ├── RetryableStoreError   network error, 5xx, 429/503 (retry_after set when the server said)
+        ├── RejectedBatchError    400/422: the points themselves are bad (message from the server)
+        ├── BatchTooLargeError    413: split the batch and try again
+        └── AuthError             401/403: keep the data, wait for the operator to fix credentials
+"""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    """Base of every error raised by `ingest`."""
+
+
+class SpoolError(IngestError):
+    """The spool's files cannot be used."""
+
+
+class SpoolFull(IngestError):
+    """The spool is at its size limit."""
+
+
+class StoreError(IngestError):
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RetryableStoreError(StoreError):
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class RejectedBatchError(StoreError):
+    """The server refused the points (HTTP 400/422); `message` is the server's explanation."""
+
+
+class BatchTooLargeError(StoreError):
+    """HTTP 413."""
+
+
+class AuthError(StoreError):
+    """HTTP 401/403: credentials are wrong; data is kept and retried slowly."""

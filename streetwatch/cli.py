@@ -1,0 +1,96 @@
+"""`streetwatch` command line: run, demo, simulate, record, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from streetwatch.errors import ConfigError
+
+
+def _add_config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", default=None, help="config.yaml (default: ./config.yaml if present)"
+    )
+
+
+def _config_path(arg: str | None) -> str | None:
+    from pathlib import Path
+
+    if arg is not None:
+        return arg
+    return "config.yaml" if Path("config.yaml").exists() else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streetwatch", description="Streetlight and waterlogging telemetry: MQTT → InfluxDB + alerts."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the service")
+    _add_config_arg(run)
+
+    demo = sub.add_parser(
+        "demo", help="run everything embedded: broker, service, SQLite store and a simulated fleet"
+    )
+    _add_config_arg(demo)
+    demo.add_argument("--port", type=int, default=None, help="HTTP port (default: http.port)")
+    demo.add_argument("--mqtt-port", type=int, default=1884, help="embedded broker port")
+    demo.add_argument("--data-dir", default=None, help="where the demo keeps its files")
+    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    demo.add_argument("--speed", type=float, default=60.0, help="simulated-time speed-up")
+
+    check = sub.add_parser("check-config", help="validate the config and print the effective values")
+    _add_config_arg(check)
+
+    try:
+        from simulator.cli import register as register_simulator
+    except ImportError:  # pragma: no cover - the simulator is part of the package
+        register_simulator = None
+    if register_simulator is not None:
+        register_simulator(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        if args.command == "run":
+            from streetwatch.app import run_service
+            from streetwatch.config import load_settings
+
+            settings = load_settings(_config_path(args.config))
+            logging.getLogger().setLevel(settings.log.level)
+            return asyncio.run(run_service(settings))
+        if args.command == "demo":
+            from streetwatch.demo import run_demo
+
+            return asyncio.run(run_demo(args, _config_path(args.config)))
+        if args.command == "check-config":
+            from streetwatch.config import load_settings
+
+            settings = load_settings(_config_path(args.config))
+            print(settings.model_dump_json(indent=2))
+            return 0
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            return int(handler(args) or 0)
+    except ConfigError as exc:
+        print(f"streetwatch: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
