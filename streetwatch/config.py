@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alerts.config import AlertsConfig
+from devices.location import LocationConfig
 from rules.config import RulesConfig
 from streetwatch.errors import ConfigError
 
@@ -101,14 +102,6 @@ class DeadLetterConfig(Section):
     max_bytes: int = Field(50 * 1024**2, ge=4096)
     backups: int = Field(5, ge=0)
     max_payload_chars: int = Field(8192, ge=64)
-
-
-class LocationConfig(Section):
-    name: str = "Jining"
-    region: str = "China"
-    latitude: float = Field(35.415, ge=-90, le=90)
-    longitude: float = Field(116.587, ge=-180, le=180)
-    timezone: str = "Asia/Shanghai"
 
 
 class LogConfig(Section):
