@@ -4,8 +4,8 @@ Imports nothing else of streetwatch; everything else stands on it.
 """
 
 from devices.errors import DeviceError, RegistryError, RejectedInput
-from devices.messages import Observation
 from devices.kinds import CHANNELS, EVENT_MEASUREMENT, KINDS, KindSpec, kind_spec
+from devices.messages import Observation
 from devices.models import (
     STANDARD_EVENTS,
     DeviceEvent,

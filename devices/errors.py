@@ -1,8 +1,8 @@
 """Errors of the `devices` package.
 
-    DeviceError
-    ├── RejectedInput      a message or reading breaks the contract; carries a stable `reason`
-    └── RegistryError      the registry CSV cannot be used (names file and line)
+DeviceError
+├── RejectedInput      a message or reading breaks the contract; carries a stable `reason`
+└── RegistryError      the registry CSV cannot be used (names file and line)
 """
 
 from __future__ import annotations

@@ -132,7 +132,9 @@ def load_registry(path: str | Path | None) -> Registry:
                 raise RegistryError(f"{where}: kind {kind!r} is not one of {sorted(KINDS)}")
             road_class = (row.get("road_class") or "").strip() or None
             if road_class is not None and road_class not in ROAD_CLASSES:
-                raise RegistryError(f"{where}: road_class {road_class!r} is not one of {ROAD_CLASSES}")
+                raise RegistryError(
+                    f"{where}: road_class {road_class!r} is not one of {ROAD_CLASSES}"
+                )
             interval = _float(row, "report_interval_s", where)
             if interval is not None and interval <= 0:
                 raise RegistryError(f"{where}: report_interval_s must be > 0")

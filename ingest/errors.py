@@ -1,13 +1,13 @@
 """Errors of the `ingest` package.
 
-    IngestError
-    ├── SpoolError            the local spool cannot be opened or written (disk full, corrupt head)
-    ├── SpoolFull             the spool reached storage.spool_max_bytes; acks wait, nothing is dropped
-    └── StoreError            a store answered with an error
-        ├── RetryableStoreError   network error, 5xx, 429/503 (retry_after set when the server said)
-        ├── RejectedBatchError    400/422: the points themselves are bad (message from the server)
-        ├── BatchTooLargeError    413: split the batch and try again
-        └── AuthError             401/403: keep the data, wait for the operator to fix credentials
+IngestError
+├── SpoolError            the local spool cannot be opened or written (disk full, corrupt head)
+├── SpoolFull             the spool reached storage.spool_max_bytes; acks wait, nothing is dropped
+└── StoreError            a store answered with an error
+    ├── RetryableStoreError   network error, 5xx, 429/503 (retry_after set when the server said)
+    ├── RejectedBatchError    400/422: the points themselves are bad (message from the server)
+    ├── BatchTooLargeError    413: split the batch and try again
+    └── AuthError             401/403: keep the data, wait for the operator to fix credentials
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ def _config_path(arg: str | None) -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="streetwatch", description="Streetlight and waterlogging telemetry: MQTT → InfluxDB + alerts."
+        prog="streetwatch",
+        description="Streetlight and waterlogging telemetry: MQTT → InfluxDB + alerts.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -44,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     demo.add_argument("--speed", type=float, default=60.0, help="simulated-time speed-up")
 
-    check = sub.add_parser("check-config", help="validate the config and print the effective values")
+    check = sub.add_parser(
+        "check-config", help="validate the config and print the effective values"
+    )
     _add_config_arg(check)
 
     try:
@@ -60,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     try:
         if args.command == "run":

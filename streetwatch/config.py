@@ -56,7 +56,9 @@ class MqttConfig(Section):
         if any(ch in self.topic_prefix for ch in "+#") or "" in self.topic_prefix.strip("/").split(
             "/"
         ):
-            raise ValueError("topic_prefix must be plain topic levels (no wildcards, no empty level)")
+            raise ValueError(
+                "topic_prefix must be plain topic levels (no wildcards, no empty level)"
+            )
         return self
 
 
@@ -158,7 +160,6 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def _check_env_keys(env: dict[str, str]) -> None:
     """pydantic-settings ignores env vars that match no field; a mistyped one must fail instead."""
-    sections = Settings.model_fields
     for name in env:
         upper = name.upper()
         if not upper.startswith(ENV_PREFIX):
@@ -169,12 +170,16 @@ def _check_env_keys(env: dict[str, str]) -> None:
             fields = getattr(model, "model_fields", None)
             if fields is None or part not in fields:
                 dotted = ".".join(path[: i + 1])
-                raise ConfigError(f"unknown config key {dotted!r} (from environment variable {name})")
+                raise ConfigError(
+                    f"unknown config key {dotted!r} (from environment variable {name})"
+                )
             annotation = fields[part].annotation
             model = annotation if isinstance(annotation, type) else None
             if model is None or not issubclass(model, BaseModel):
                 if i != len(path) - 1:
-                    raise ConfigError(f"config key {'.'.join(path[: i + 1])!r} has no sub-keys ({name})")
+                    raise ConfigError(
+                        f"config key {'.'.join(path[: i + 1])!r} has no sub-keys ({name})"
+                    )
                 break
 
 

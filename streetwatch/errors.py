@@ -1,7 +1,7 @@
 """Errors of the `streetwatch` application package.
 
-    StreetwatchError
-    └── ConfigError        config.yaml or an environment override is unusable; names the key
+StreetwatchError
+└── ConfigError        config.yaml or an environment override is unusable; names the key
 """
 
 from __future__ import annotations

@@ -1,0 +1,87 @@
+"""InfluxDB 1.x `/write` (Debian's influxdb 1.6 and any 1.x): line protocol, precision ms, gzip."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from typing import TYPE_CHECKING
+
+import httpx
+
+from ingest.errors import RetryableStoreError
+from ingest.points import Point, to_line
+from ingest.stores.base import classify_http_error
+
+if TYPE_CHECKING:
+    from streetwatch.config import InfluxConfig
+
+log = logging.getLogger(__name__)
+
+
+class InfluxV1Store:
+    def __init__(
+        self, config: InfluxConfig, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.config = config
+        auth = (config.username, config.password or "") if config.username else None
+        self._client = httpx.AsyncClient(
+            base_url=config.url.rstrip("/"),
+            auth=auth,
+            timeout=config.timeout_s,
+            transport=transport,
+        )
+        self._params = {"db": config.database, "precision": "ms"}
+        if config.retention_policy:
+            self._params["rp"] = config.retention_policy
+        self._db_ready = not config.create_database
+
+    async def start(self) -> None:
+        await self._ensure_database()
+
+    async def _ensure_database(self) -> None:
+        if self._db_ready:
+            return
+        try:
+            resp = await self._client.post(
+                "/query", data={"q": f'CREATE DATABASE "{self.config.database}"'}
+            )
+        except httpx.HTTPError as exc:
+            log.warning("InfluxDB not reachable yet at %s: %s", self.config.url, exc)
+            return
+        if resp.status_code < 300:
+            self._db_ready = True
+        else:
+            log.warning("CREATE DATABASE answered %s: %s", resp.status_code, resp.text[:200])
+
+    async def write(self, points: list[Point]) -> None:
+        await self._ensure_database()
+        body = ("\n".join(to_line(p) for p in points) + "\n").encode("utf-8")
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.config.gzip:
+            body = gzip.compress(body, compresslevel=1)  # level 1: most of the gain, little CPU
+            headers["Content-Encoding"] = "gzip"
+        try:
+            resp = await self._client.post(
+                "/write", params=self._params, content=body, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise RetryableStoreError(f"InfluxDB unreachable: {exc!r}") from exc
+        if resp.status_code == 204 or resp.status_code == 200:
+            return
+        message = _error_message(resp)
+        if resp.status_code == 404 and "database not found" in message:
+            self._db_ready = not self.config.create_database
+        raise classify_http_error(resp.status_code, message, resp.headers.get("Retry-After"))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _error_message(resp: httpx.Response) -> str:
+    try:
+        data = resp.json()
+        if isinstance(data, dict) and "error" in data:
+            return str(data["error"])
+    except ValueError:
+        pass
+    return resp.text

@@ -1,0 +1,66 @@
+"""`/api/v2/write` through influxdb-client (InfluxDB 1.8+, 2.x, 3.x): org, bucket, token.
+
+The client's batching WriteApi can drop data on exit and after retries, so it is used in
+synchronous mode only: we batch ourselves and treat HTTP 204 as the commit. The blocking call runs
+in a worker thread so the event loop keeps taking messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from influxdb_client import InfluxDBClient, WritePrecision
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from ingest.errors import RetryableStoreError
+from ingest.points import Point, to_line
+from ingest.stores.base import classify_http_error
+
+if TYPE_CHECKING:
+    from streetwatch.config import InfluxConfig
+
+
+class InfluxV2Store:
+    def __init__(self, config: InfluxConfig) -> None:
+        self.config = config
+        token = config.token
+        if token is None and config.username:
+            token = f"{config.username}:{config.password or ''}"  # InfluxDB 1.8 compatibility form
+        self._client = InfluxDBClient(
+            url=config.url,
+            token=token or "",
+            org=config.org or "-",
+            timeout=int(config.timeout_s * 1000),
+            enable_gzip=config.gzip,
+            retries=0,  # retries are ours: classified, with backoff, never dropping
+        )
+        self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    async def start(self) -> None:
+        return None
+
+    def _write_sync(self, body: str) -> None:
+        self._write_api.write(
+            bucket=self.config.bucket,
+            org=self.config.org or "-",
+            record=body,
+            write_precision=WritePrecision.MS,
+        )
+
+    async def write(self, points: list[Point]) -> None:
+        body = "\n".join(to_line(p) for p in points)
+        try:
+            await asyncio.to_thread(self._write_sync, body)
+        except ApiException as exc:
+            headers: Any = exc.headers or {}
+            raise classify_http_error(
+                int(exc.status or 0), str(exc.body or exc.reason or ""), headers.get("Retry-After")
+            ) from exc
+        except (Urllib3Error, OSError) as exc:
+            raise RetryableStoreError(f"InfluxDB unreachable: {exc!r}") from exc
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._client.close)
