@@ -6,10 +6,13 @@ Label children are bound once: `.inc()` on a bound child is the cheap path.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 
 from devices.kinds import KINDS
 from ingest.decode import REASONS
+
+# `*_created` series double the /metrics page and say nothing a crew or operator needs.
+disable_created_metrics()
 
 
 class IngestMetrics:

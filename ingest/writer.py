@@ -1,0 +1,126 @@
+"""Drains the spool into the store: batches, retries with backoff, splits, dead-letters bad lines.
+
+A batch is committed in the spool only after the store took it (HTTP 204), so a crash at any point
+replays at most one batch, which the store's point identity makes harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+import orjson
+
+from ingest.deadletter import DeadLetterLog
+from ingest.errors import (
+    AuthError,
+    BatchTooLargeError,
+    RejectedBatchError,
+    RetryableStoreError,
+    StoreError,
+)
+from ingest.metrics import IngestMetrics
+from ingest.points import Point, to_line
+from ingest.spool import Spool
+from ingest.stores.base import PointStore
+
+log = logging.getLogger(__name__)
+
+
+class Writer:
+    def __init__(
+        self,
+        spool: Spool,
+        store: PointStore,
+        deadletter: DeadLetterLog,
+        metrics: IngestMetrics,
+        *,
+        batch_lines: int,
+        batch_interval_s: float,
+        retry_min_s: float,
+        retry_max_s: float,
+    ) -> None:
+        self.spool = spool
+        self.store = store
+        self.deadletter = deadletter
+        self.metrics = metrics
+        self.batch_lines = batch_lines
+        self.batch_interval_s = batch_interval_s
+        self.retry_min_s = retry_min_s
+        self.retry_max_s = retry_max_s
+        self._failing = False
+        self.idle = asyncio.Event()  # set while nothing is waiting to be written (tests, shutdown)
+
+    async def run(self) -> None:
+        while True:
+            batch = self.spool.read_available(self.batch_lines)
+            if batch is None:
+                self.idle.set()
+                batch = await self.spool.read_batch(self.batch_lines, self.batch_interval_s)
+            self.idle.clear()
+            points: list[Point] = [_decode(rec) for rec in batch.records]
+            await self._write_all(points)
+            self.spool.commit(batch)
+            self.metrics.points_written.inc(len(points))
+
+    async def _write_all(self, points: list[Point]) -> None:
+        """Write until the store has every point (or dead-lettered the ones it refuses)."""
+        delay = self.retry_min_s
+        while True:
+            try:
+                await self.store.write(points)
+                if self._failing:
+                    log.info("store is taking writes again")
+                    self._failing = False
+                self.metrics.store_up.set(1)
+                return
+            except BatchTooLargeError:
+                self.metrics.write_error("too_large")
+                if len(points) == 1:
+                    self._dead_letter(points[0], "point alone is larger than the server accepts")
+                    return
+                await self._split(points)
+                return
+            except RejectedBatchError as exc:
+                self.metrics.write_error("rejected")
+                if len(points) == 1:
+                    self._dead_letter(points[0], str(exc))
+                    return
+                # Bisect to find the offending lines; rewriting good points is idempotent.
+                await self._split(points)
+                return
+            except (RetryableStoreError, AuthError, StoreError) as exc:
+                self.metrics.store_up.set(0)
+                self.metrics.write_error("auth" if isinstance(exc, AuthError) else "retry")
+                wait = delay * (0.5 + random.random())  # jitter: many services must not sync up
+                if isinstance(exc, RetryableStoreError) and exc.retry_after is not None:
+                    wait = max(exc.retry_after, 0.1)
+                if isinstance(exc, AuthError):
+                    wait = max(wait, self.retry_max_s / 2)
+                if not self._failing:
+                    log.warning("store write failed (%s); keeping data, retrying", exc)
+                    self._failing = True
+                await asyncio.sleep(wait)
+                delay = min(self.retry_max_s, delay * 2)
+
+    async def _split(self, points: list[Point]) -> None:
+        half = len(points) // 2
+        await self._write_all(points[:half])
+        await self._write_all(points[half:])
+
+    def _dead_letter(self, point: Point, message: str) -> None:
+        self.metrics.rejected("store_rejected").inc()
+        self.deadletter.write(
+            topic="",
+            reason="store_rejected",
+            detail=f"store refused the point: {message}",
+            item={"line": to_line(point)},
+        )
+
+
+def _decode(record: bytes) -> Point:
+    m, tags, fields, ts = orjson.loads(record)
+    result: Any = (m, tags, fields, ts)
+    return result  # type: ignore[no-any-return]

@@ -1,0 +1,213 @@
+"""Wires the pipeline (imported by nobody but the CLI and tests).
+
+Stages are started sink-first (store, spool, writer, rules/alerts, HTTP) and stopped source-first
+(MQTT first, so in-flight messages drain into the spool before anything behind it stops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+import uvicorn
+
+from devices.registry import load_registry
+from ingest.deadletter import DeadLetterLog
+from ingest.decode import Decoder
+from ingest.metrics import IngestMetrics
+from ingest.pipeline import ObservationSink, Pipeline
+from ingest.receiver import MqttReceiver
+from ingest.spool import Spool
+from ingest.stores import make_store
+from ingest.writer import Writer
+from streetwatch.config import Settings
+from streetwatch.errors import ConfigError
+from streetwatch.http import create_app
+
+log = logging.getLogger("streetwatch")
+
+
+class Service:
+    """The whole running service. `start()` / `stop()`; everything else is wiring."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        try:
+            self.registry = load_registry(settings.registry.path)
+        except Exception as exc:
+            raise ConfigError(f"registry.path: {exc}") from exc
+        data_dir = settings.data_dir
+        self.metrics = IngestMetrics()
+        self.deadletter = DeadLetterLog(
+            data_dir / "deadletter.jsonl",
+            max_bytes=settings.deadletter.max_bytes,
+            backups=settings.deadletter.backups,
+            max_payload_chars=settings.deadletter.max_payload_chars,
+        )
+        st = settings.storage
+        self.spool = Spool(
+            data_dir / "spool",
+            max_bytes=st.spool_max_bytes,
+            segment_bytes=st.spool_segment_bytes,
+            fsync_interval_s=st.fsync_interval_ms / 1000.0,
+            on_size=self.metrics.spool_bytes.set,
+        )
+        self.store = make_store(settings)
+        self.writer = Writer(
+            self.spool,
+            self.store,
+            self.deadletter,
+            self.metrics,
+            batch_lines=st.batch_lines,
+            batch_interval_s=st.batch_interval_s,
+            retry_min_s=st.retry_min_s,
+            retry_max_s=st.retry_max_s,
+        )
+        self.http_app = create_app(self.metrics.registry, self.health)
+        sinks: list[ObservationSink] = []
+        self.alerting: Any = None
+        self.engine: Any = None
+        if settings.alerts.enabled:
+            from alerts.service import Alerting
+
+            self.alerting = Alerting(settings, self.registry)
+            self.http_app.include_router(self.alerting.router)
+            if settings.rules.enabled:
+                from rules.engine import RuleEngine
+
+                self.engine = RuleEngine(
+                    settings.rules,
+                    settings.location,
+                    self.registry,
+                    self.alerting.sink,
+                    state_path=data_dir / "rules-state.sqlite",
+                )
+                sinks.append(self.engine)
+        self.decoder = Decoder(settings.mqtt.topic_prefix, settings.mqtt.max_payload_bytes)
+        self.pipeline = Pipeline(
+            self.decoder, self.registry, self.spool, self.deadletter, self.metrics, sinks
+        )
+        self.receiver = MqttReceiver(settings.mqtt, self.pipeline.handle, self.metrics)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._http: uvicorn.Server | None = None
+        self.started = time.time()
+
+    def health(self) -> dict[str, Any]:
+        mqtt_up = self.receiver.connected.is_set()
+        store_up = self.metrics.value("streetwatch_store_up") >= 1 or self.spool.pending_bytes == 0
+        return {
+            "status": "ok" if mqtt_up and store_up else "degraded",
+            "mqtt_connected": mqtt_up,
+            "store_up": store_up,
+            "spool_bytes": self.spool.pending_bytes,
+            "spool_full": self.spool.full,
+            "registered_devices": len(self.registry),
+            "uptime_s": round(time.time() - self.started, 1),
+        }
+
+    async def start(self) -> None:
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.spool.open()
+        self.spool.start()
+        await self.store.start()
+        self._spawn(self.writer.run(), "writer")
+        if self.alerting is not None:
+            await self.alerting.start()
+        if self.engine is not None:
+            self.engine.load_state()
+            self._spawn(self._tick_loop(), "rules-tick")
+        http = self.settings.http
+        if http.enabled:
+            config = uvicorn.Config(
+                self.http_app, host=http.host, port=http.port, log_level="warning", lifespan="off"
+            )
+            self._http = uvicorn.Server(config)
+            self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            self._spawn(self._http.serve(), "http")
+        self._spawn(self.receiver.run(), "mqtt-connect")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s died", task.get_name(), exc_info=task.exception())
+
+    async def _tick_loop(self) -> None:
+        last_save = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.engine.tick(time.time_ns() // 1_000_000)
+                if time.monotonic() - last_save > 30:
+                    self.engine.save_state()
+                    last_save = time.monotonic()
+            except Exception:
+                log.exception("rule tick failed")
+
+    async def wait_drained(self, timeout: float) -> bool:
+        """Wait until the spool is empty (everything stored); True if it got there."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.spool.pending_bytes == 0 and self.writer.idle.is_set():
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def stop(self) -> None:
+        """Source first: stop MQTT, let the writer drain briefly, keep the rest in the spool."""
+        await self.receiver.stop(timeout=2.0)
+        await self.wait_drained(timeout=3.0)
+        for task in self._tasks:
+            if task.get_name() != "http":
+                task.cancel()
+        await asyncio.gather(
+            *(t for t in self._tasks if t.get_name() != "http"), return_exceptions=True
+        )
+        await self.spool.aclose()
+        with contextlib.suppress(Exception):
+            await self.store.aclose()
+        if self.engine is not None:
+            with contextlib.suppress(Exception):
+                self.engine.save_state()
+        if self.alerting is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.alerting.aclose(), timeout=2.0)
+        if self._http is not None:
+            self._http.should_exit = True
+            await asyncio.gather(
+                *(t for t in self._tasks if t.get_name() == "http"), return_exceptions=True
+            )
+        self.deadletter.close()
+
+
+async def run_service(settings: Settings, ready: asyncio.Event | None = None) -> int:
+    """`streetwatch run`: until SIGTERM/SIGINT, then a clean stop within 10 s, exit 0."""
+    service = Service(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    log.info(
+        "streetwatch running: broker %s:%s, store %s, http %s:%s",
+        settings.mqtt.host,
+        settings.mqtt.port,
+        settings.storage.backend if settings.storage.backend == "sqlite" else settings.influxdb.url,
+        settings.http.host,
+        settings.http.port,
+    )
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    log.info("stopping: no new messages; spooling what was acknowledged")
+    await service.stop()
+    log.info("stopped")
+    return 0
