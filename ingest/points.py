@@ -37,9 +37,12 @@ def to_point(obs: Observation, registry: Registry) -> Point | None:
 # --- line protocol -------------------------------------------------------------------------------
 
 _MEASUREMENT_ESC = str.maketrans({",": r"\,", " ": r"\ ", "\n": " ", "\r": " ", "\\": "\\\\"})
-_TAG_ESC = str.maketrans(
-    {",": r"\,", " ": r"\ ", "=": r"\=", "\n": " ", "\r": " ", "\t": " ", "\\": "\\\\"}
-)
+_TAG_SPECIAL = {",": r"\,", " ": r"\ ", "=": r"\=", "\n": r"\ ", "\r": r"\ ", "\t": r"\ "}
+_TAG_ESC = str.maketrans(_TAG_SPECIAL)
+# A backslash right before a separator, or at the end, would escape the separator in InfluxDB's
+# parser (1.x refuses a tag that ends in one). It becomes the full-width reverse solidus, which
+# reads the same to a person and cannot escape anything.
+_FULLWIDTH_BACKSLASH = "\uff3c"
 _STR_FIELD_ESC = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": "\\n"})
 
 
@@ -48,12 +51,17 @@ def escape_measurement(name: str) -> str:
 
 
 def escape_tag(text: str) -> str:
-    """Escape a tag key or value.
+    """Escape a tag key or value so it can never end the tag, add a tag or start a new line.
 
-    Line protocol cannot carry a newline in a tag; registry values are one line, so a stray newline
-    becomes a space rather than a new (injected) line. Backslashes are doubled so a value ending in
-    `\\` cannot escape the separator after it.
+    Line protocol cannot carry a newline or tab in a tag: they become (escaped) spaces. Other
+    backslashes are kept as they are (InfluxDB 1.x keeps a backslash that escapes nothing).
     """
+    if "\\" in text:
+        chars = list(text)
+        for i, ch in enumerate(chars):
+            if ch == "\\" and (i + 1 == len(chars) or chars[i + 1] in _TAG_SPECIAL):
+                chars[i] = _FULLWIDTH_BACKSLASH
+        text = "".join(chars)
     return text.translate(_TAG_ESC)
 
 

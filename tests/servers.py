@@ -30,7 +30,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def _wait_port(
+    port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -67,7 +69,9 @@ class Mosquitto:
         lines = [
             ln
             for ln in shipped.splitlines()
-            if not ln.strip().startswith(("listener", "persistence_location", "log_dest", "pid_file"))
+            if not ln.strip().startswith(
+                ("listener", "persistence_location", "log_dest", "pid_file")
+            )
         ]
         lines += [
             f"listener {self.port} 127.0.0.1",
@@ -185,9 +189,7 @@ bind-address = "127.0.0.1:{self.bind_port}"
 
     def query(self, q: str, database: str | None = None) -> list[dict[str, Any]]:
         """Run InfluxQL; return the series of the first statement (empty list when none)."""
-        params = urllib.parse.urlencode(
-            {"q": q, "db": database or self.database, "epoch": "ms"}
-        )
+        params = urllib.parse.urlencode({"q": q, "db": database or self.database, "epoch": "ms"})
         with urllib.request.urlopen(f"{self.url}/query?{params}", timeout=30) as r:
             body = orjson.loads(r.read())
         result = body["results"][0]
