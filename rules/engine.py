@@ -1,0 +1,464 @@
+"""The rule engine: observations in, `Condition`s out (to a `ConditionSink`), on event time.
+
+    engine = RuleEngine(config, location, registry, sink, state_path=data_dir / "rules-state.sqlite")
+    engine.load_state()          # at start
+    engine.observe(obs)          # every accepted reading / event / status: sync, no I/O
+    engine.tick(wall_ms)         # about every second: the wall clock, used only while live
+    engine.save_state()          # every few seconds and at shutdown (writes what changed)
+
+What happens to one observation:
+1. Per device and channel, a reading not newer than the last one judged is dropped here: a
+   redelivered duplicate never re-triggers, a late one never moves a rule back (it is stored by
+   ingest all the same).
+2. The watermark moves (rules/clock.py); timers that came due fire first, in event-time order.
+3. The device's evaluators judge it (rules/evaluators.py) and their latches raise or clear
+   (rules/latch.py); group rules collect members (rules/grouping.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from devices.location import LocationConfig
+from devices.messages import Observation
+from devices.registry import Device, Registry
+from rules.clock import Timers, TimerTarget, Watermark
+from rules.config import AbsenceRule, GroupRule, RuleBase, RulesConfig
+from rules.errors import RuleStateError
+from rules.evaluators import AbsenceCheck, Evaluator, applies, make_evaluator
+from rules.grouping import GroupTracker
+from rules.latch import ACTIVE, DeviceInfo, Env
+from rules.schedule import SunSchedule
+from rules.signals import Condition, ConditionSink
+from rules.state import StateFile
+
+log = logging.getLogger(__name__)
+
+_REGISTRY_VALUES = ("rated_w", "lat", "lon", "report_interval_s", "road", "cabinet", "point")
+
+
+class RuleEngine:
+    """Evaluates the configured rules. Not thread-safe: call it from one thread (the event loop)."""
+
+    def __init__(
+        self,
+        config: RulesConfig,
+        location: LocationConfig,
+        registry: Registry,
+        sink: ConditionSink,
+        state_path: Path | None = None,
+    ) -> None:
+        """Args:
+        config: the `rules` section (validated).
+        location: where the city is (sunset/sunrise for the schedule rules).
+        registry: the device registry (road, road_class, cabinet, rated_w, report_interval_s).
+        sink: where Conditions go; called synchronously, must not block.
+        state_path: SQLite file for save_state/load_state; None: state is not persisted.
+        """
+        self.config = config
+        self.registry = registry
+        self.timers = Timers(on_fire=self._fired)
+        self.env = Env(sink, self.timers, SunSchedule(location))
+        clock = config.clock
+        self.clock = Watermark(
+            delay_s=clock.delay_s,
+            live_lag_s=clock.live_lag_s,
+            live_hold_s=clock.live_hold_s,
+            gap_s=clock.gap_s,
+        )
+        self._state = StateFile(Path(state_path)) if state_path is not None else None
+        self._rules: dict[str, RuleBase] = {}
+        self._groups_rules: dict[str, GroupRule] = {}
+        self._member_of: dict[str, str] = {}  # member rule id -> group rule id
+        if config.enabled:
+            for rule_id, rule in config.all_rules().items():
+                if isinstance(rule, GroupRule):
+                    self._groups_rules[rule_id] = rule
+                    for member in rule.members:
+                        self._member_of[member] = rule_id
+                else:
+                    self._rules[rule_id] = rule
+        self._resolved: dict[tuple[str, str | None, str | None], RuleBase] = {}
+        self._devices: dict[str, DeviceInfo] = {}
+        self._other_kind: dict[tuple[str, str], DeviceInfo] = {}  # same id, another kind
+        self._groups: dict[tuple[str, str], GroupTracker] = {}
+        self._dirty: set[DeviceInfo] = set()
+        self._start_w: int | None = (
+            None  # first watermark: absence of never-heard devices counts from it
+        )
+        self.counts = {"observed": 0, "duplicate": 0, "late": 0, "ignored": 0}
+        for device in registry:
+            self._device(device.device_id, device.kind)
+
+    # ---- the hot path ---------------------------------------------------------------------------
+
+    def observe(self, obs: Observation) -> None:
+        """Judge one accepted observation. Never blocks, never does I/O."""
+        dev = self._devices.get(obs.device_id)
+        if dev is None or dev.kind != obs.kind:
+            dev = self._device(obs.device_id, obs.kind)
+        counts = self.counts
+        counts["observed"] += 1
+        channel = obs.channel
+        data: Any = obs.data
+        if channel == "telemetry":
+            ts = data.ts
+            if ts <= dev.last_tel:
+                counts["duplicate" if ts == dev.last_tel else "late"] += 1
+                return
+            dev.last_tel = ts
+            self._advance(ts, obs.received_ms)
+            self._dirty.add(dev)
+            if dev.absence is not None:
+                dev.absence.seen(ts)
+            for evaluator in dev.tel_rules:
+                evaluator.reading(data, ts)
+        elif channel == "event":
+            ts = data.ts
+            last = dev.last_event.get(data.event, -1)
+            if ts <= last:
+                counts["duplicate" if ts == last else "late"] += 1
+                return
+            if len(dev.last_event) < 256 or data.event in dev.last_event:
+                dev.last_event[data.event] = ts
+            self._advance(ts, obs.received_ms)
+            self._dirty.add(dev)
+            if dev.absence is not None:
+                dev.absence.seen(ts)
+            for evaluator in dev.event_rules:
+                evaluator.reading(data, ts)
+        elif channel == "status":
+            self._status(dev, data.online, data.ts, obs.received_ms)
+        else:
+            counts["ignored"] += 1
+
+    def _status(self, dev: DeviceInfo, online: bool, ts: int | None, received_ms: int) -> None:
+        if ts is None:
+            # A last will carries no ts: it happened "now" in event time. Judged by value only,
+            # so the retained copy redelivered on every reconnect is a duplicate.
+            if online == dev.online:
+                self.counts["duplicate"] += 1
+                return
+            wm = self.clock.value
+            ts = wm + self.clock.delay_ms if wm is not None else received_ms
+            ts = max(ts, dev.last_status_ts + 1)
+        else:
+            if ts <= dev.last_status_ts:
+                self.counts["duplicate" if ts == dev.last_status_ts else "late"] += 1
+                return
+            self._advance(ts, received_ms)
+        dev.last_status_ts = ts
+        dev.online = online
+        self._dirty.add(dev)
+        absence = dev.absence
+        if absence is None:
+            return
+        if not online and absence.last_seen is not None and ts < absence.last_seen:
+            self.counts["late"] += 1  # an offline older than its newest reading: stale
+            return
+        absence.status(online, ts)
+
+    def _advance(self, ts: int, received_ms: int) -> None:
+        moved = self.clock.saw(ts, received_ms)
+        if moved is not None:
+            self._moved(moved)
+
+    def tick(self, wall_ms: int) -> None:
+        """The wall clock moves the watermark only while the stream is live; fire due timers."""
+        moved = self.clock.wall(wall_ms)
+        if moved is not None:
+            self._moved(moved)
+
+    def _moved(self, now: int) -> None:
+        if self._start_w is None:
+            self._start_w = now
+            for dev in self._devices.values():
+                absence = dev.absence
+                if absence is not None and (absence.track or absence.last_seen is not None):
+                    absence.arm(self.timers)
+        self.timers.run_until(now)
+
+    # ---- binding rules to devices ---------------------------------------------------------------
+
+    def _absence_baseline(self) -> int | None:
+        start = self._start_w
+        gap = self.clock.gap_end
+        if gap is None:
+            return start
+        return gap if start is None else max(start, gap)
+
+    def _resolve(self, rule_id: str, rule: RuleBase, dev: DeviceInfo) -> RuleBase:
+        road_class = dev.road_class if dev.road_class in rule.by_road_class else None
+        device = dev.device_id if dev.device_id in rule.by_device else None
+        key = (rule_id, road_class, device)
+        spec = self._resolved.get(key)
+        if spec is None:
+            spec = rule.merged(
+                rule.by_road_class.get(road_class, {}) if road_class else {},
+                rule.by_device.get(device, {}) if device else {},
+            )
+            self._resolved[key] = spec
+        return spec
+
+    def _device(self, device_id: str, kind: str) -> DeviceInfo:
+        existing = self._devices.get(device_id)
+        if existing is not None:
+            if existing.kind == kind:
+                return existing
+            other = self._other_kind.get((kind, device_id))
+            if other is not None:
+                return other
+        device: Device | None = self.registry.get(device_id)
+        if device is not None and device.kind != kind:
+            device = None  # the registry describes another device kind: trust nothing of it
+        dev = self._make_info(device_id, kind, device)
+        if existing is None:
+            self._devices[device_id] = dev
+        elif len(self._other_kind) < 10_000:
+            self._other_kind[(kind, device_id)] = dev
+        self._bind(dev, track=device is not None)
+        return dev
+
+    def _make_info(self, device_id: str, kind: str, device: Device | None) -> DeviceInfo:
+        from devices.kinds import KINDS
+
+        spec = KINDS.get(kind)
+        interval = spec.default_report_interval_s if spec is not None else 300.0
+        values: dict[str, Any] = {}
+        if device is not None:
+            interval = device.report_interval_s
+            for name in _REGISTRY_VALUES:
+                values[name] = getattr(device, name)
+            values.update(device.attributes)
+        return DeviceInfo(
+            device_id,
+            kind,
+            road=device.road if device else None,
+            road_class=device.road_class if device else None,
+            cabinet=device.cabinet if device else None,
+            point=device.point if device else None,
+            report_interval_s=interval,
+            registry_values=values,
+        )
+
+    def _bind(self, dev: DeviceInfo, *, track: bool) -> None:
+        for rule_id, rule in self._rules.items():
+            spec = self._resolve(rule_id, rule, dev)
+            if not spec.enabled or not applies(spec, dev.kind):
+                continue
+            evaluator = make_evaluator(rule_id, spec, dev, self.env, self._absence_baseline)
+            if evaluator is None:
+                continue
+            group_id = self._member_of.get(rule_id)
+            if group_id is not None:
+                evaluator.group = self._tracker(group_id, dev)
+            if isinstance(evaluator, AbsenceCheck):
+                assert isinstance(spec, AbsenceRule)
+                evaluator.track = track and spec.track_registered
+                dev.absence = evaluator
+                if self._start_w is not None and evaluator.track:
+                    evaluator.arm(self.timers)
+            elif evaluator.channel == "event":
+                dev.event_rules.append(evaluator)
+            else:
+                dev.tel_rules.append(evaluator)
+
+    def _tracker(self, group_id: str, dev: DeviceInfo) -> GroupTracker | None:
+        rule = self._groups_rules[group_id]
+        spec = self._resolve(group_id, rule, dev)
+        if not spec.enabled:
+            return None
+        key = dev.registry_value(rule.group_by)
+        if key in (None, ""):
+            return None
+        tracker = self._groups.get((group_id, str(key)))
+        if tracker is None:
+            # Group parameters come from the rule itself: a group spans devices, so only
+            # `enabled` is taken per road class / device.
+            tracker = GroupTracker(group_id, str(key), rule, self.env)
+            self._groups[(group_id, str(key))] = tracker
+        return tracker
+
+    def _fired(self, target: TimerTarget) -> None:
+        dev = getattr(target, "dev", None)
+        if dev is None:
+            owner = getattr(target, "owner", None)
+            dev = getattr(owner, "dev", None)
+        if dev is not None:
+            self._dirty.add(dev)
+
+    # ---- looking in -----------------------------------------------------------------------------
+
+    def _all_devices(self) -> list[DeviceInfo]:
+        return [*self._devices.values(), *self._other_kind.values()]
+
+    @staticmethod
+    def _evaluators(dev: DeviceInfo) -> list[Evaluator]:
+        out: list[Evaluator] = [*dev.tel_rules, *dev.event_rules]
+        if dev.absence is not None:
+            out.append(dev.absence)
+        return out
+
+    def open_conditions(self) -> list[Condition]:
+        """What the engine holds raised right now (for reconciling with the alert store)."""
+        out: list[Condition] = []
+        for dev in self._all_devices():
+            for evaluator in self._evaluators(dev):
+                if evaluator.phase == ACTIVE:
+                    out.append(evaluator.condition(True, evaluator.raised_at))
+        for tracker in self._groups.values():
+            if tracker.open:
+                out.append(tracker.condition(True, tracker.opened_at))
+        return out
+
+    @property
+    def watermark_ms(self) -> int | None:
+        return self.clock.value
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for /metrics (plain numbers)."""
+        return {
+            **self.counts,
+            "conditions": self.env.emitted,
+            "sink_errors": self.env.sink_errors,
+            "devices": len(self._devices) + len(self._other_kind),
+            "timers": len(self.timers),
+            "watermark_ms": self.clock.value or 0,
+        }
+
+    # ---- persistence ----------------------------------------------------------------------------
+
+    def save_state(self) -> None:
+        """Write what changed since the last save (one SQLite transaction). No-op without a path."""
+        if self._state is None:
+            return
+        dirty = self._dirty
+        self._dirty = set()
+        rows: list[tuple[str, dict[str, Any] | None]] = []
+        for dev in dirty:
+            if dev is not self._devices.get(dev.device_id):
+                continue  # the odd same-id-other-kind device is not persisted
+            rows.append((dev.device_id, self._device_body(dev)))
+        groups = [
+            (rule, key, tracker.snapshot())
+            for (rule, key), tracker in self._groups.items()
+            if tracker.open or tracker.due is not None
+        ]
+        meta = {
+            "watermark": self.clock.value,
+            "last_live_rx": self.clock.last_live_rx,
+            "gap_end": self.clock.gap_end,
+            "start_w": self._start_w,
+            "saved_at_ms": time.time_ns() // 1_000_000,
+        }
+        try:
+            self._state.write(meta, rows, groups)
+        except RuleStateError:
+            self._dirty |= dirty  # try again next time
+            raise
+
+    def _device_body(self, dev: DeviceInfo) -> dict[str, Any]:
+        rules: dict[str, Any] = {}
+        for evaluator in self._evaluators(dev):
+            extra = evaluator.state()
+            if evaluator.busy() or extra:
+                snap = evaluator.snapshot()
+                if extra:
+                    snap["x"] = extra
+                rules[evaluator.rule_id] = snap
+        return {
+            "kind": dev.kind,
+            "last_tel": dev.last_tel,
+            "last_event": dev.last_event,
+            "last_status_ts": dev.last_status_ts,
+            "online": dev.online,
+            "rules": rules,
+        }
+
+    def load_state(self) -> None:
+        """Resume from the state file, if there is one. A file that cannot be read is set aside
+        (renamed *.corrupt) and the engine starts fresh, logging why: rules must run regardless."""
+        state = self._state
+        if state is None or not state.exists():
+            return
+        try:
+            meta, devices, groups = state.read()
+        except RuleStateError as exc:
+            log.error("rule state unusable, starting fresh: %s", exc)
+            state.close()
+            aside = state.path.with_suffix(state.path.suffix + f".corrupt-{int(time.time())}")
+            state.path.rename(aside)
+            return
+        clock = self.clock
+        clock.value = meta.get("watermark")
+        clock.last_live_rx = meta.get("last_live_rx")
+        clock.gap_end = meta.get("gap_end")
+        self._start_w = meta.get("start_w")
+        at = clock.value or 0
+        for device_id, body in devices:
+            dev = self._device(device_id, str(body.get("kind", "")))
+            dev.last_tel = int(body.get("last_tel", -1))
+            dev.last_event = {str(k): int(v) for k, v in body.get("last_event", {}).items()}
+            dev.last_status_ts = int(body.get("last_status_ts", -1))
+            dev.online = body.get("online")
+            saved: dict[str, Any] = body.get("rules", {})
+            by_id = {e.rule_id: e for e in self._evaluators(dev)}
+            for rule_id, snap in saved.items():
+                evaluator = by_id.get(rule_id)
+                if evaluator is None:
+                    self._retire(dev, rule_id, snap, at)
+                    continue
+                evaluator.restore(snap)
+                evaluator.load(snap.get("x", {}))
+            if dev.absence is not None and self._start_w is not None:
+                dev.absence.arm(self.timers)
+        for tracker in self._groups.values():
+            for dev in self._all_devices():
+                for evaluator in self._evaluators(dev):
+                    if evaluator.group is tracker:
+                        tracker.adopt(evaluator)
+        for rule_id, key, body in groups:
+            found = self._groups.get((rule_id, key))
+            if found is not None:
+                found.restore(body)
+            elif body.get("open"):
+                self._retire_group(rule_id, key, at)
+        self._dirty = set(self._all_devices())
+
+    def _retire(self, dev: DeviceInfo, rule_id: str, snap: dict[str, Any], at: int) -> None:
+        """A rule that was raised before the restart is now off for this device: clear it."""
+        if snap.get("phase") != ACTIVE:
+            return
+        self.env.emit(
+            Condition(
+                rule=rule_id,
+                device=dev.device_id,
+                kind=dev.kind,
+                active=False,
+                severity=snap.get("severity", "warning"),
+                at_ms=max(at, int(snap.get("raised_at", 0))),
+                message=f"{dev.subject}: {rule_id} switched off in config",
+                road=dev.road,
+            )
+        )
+
+    def _retire_group(self, rule_id: str, key: str, at: int) -> None:
+        self.env.emit(
+            Condition(
+                rule=rule_id,
+                device=key,
+                kind="cabinet",
+                active=False,
+                severity="warning",
+                at_ms=at,
+                message=f"{rule_id} for {key} switched off in config",
+            )
+        )
+
+    def close(self) -> None:
+        """Close the state file (call after the final save_state)."""
+        if self._state is not None:
+            self._state.close()
