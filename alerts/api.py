@@ -10,6 +10,9 @@
 
 `state` takes one state, several separated by commas, or `open` (all but closed). `since` is RFC 3339
 with an offset, or epoch milliseconds, and keeps alerts updated at or after it.
+
+`{id}` only matches the shape of an alert id (32 hex digits), so `/api/alerts/stream` (SSE, added on
+the same prefix later) is never swallowed by the by-id route, whatever order the routes are mounted in.
 """
 
 from __future__ import annotations
@@ -21,10 +24,26 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import CONVERTOR_TYPES, Convertor, register_url_convertor
 
 from alerts.errors import AlertNotFound, AlertStoreError, InvalidTransition
 from alerts.model import Alert, parse_time
 from alerts.store import AlertStore
+
+
+class AlertIdConvertor(Convertor[str]):
+    regex = "[0-9a-f]{32}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+if "alert_id" not in CONVERTOR_TYPES:
+    register_url_convertor("alert_id", AlertIdConvertor())
+ID = "{alert_id:alert_id}"
 
 
 class ActionBody(BaseModel):
@@ -102,14 +121,14 @@ def build_router(
             raise HTTPException(422, str(exc)) from exc
         return {"items": [_json(a) for a in items]}
 
-    @router.get("/{alert_id}")
+    @router.get(f"/{ID}")
     def get_alert(alert_id: str) -> dict[str, Any]:
         alert = _store().get(alert_id)
         if alert is None:
             raise HTTPException(404, f"no alert with id {alert_id!r}")
         return _json(alert)
 
-    @router.get("/{alert_id}/history")
+    @router.get(f"/{ID}/history")
     def alert_history(alert_id: str) -> dict[str, Any]:
         try:
             changes = _store().history(alert_id)
@@ -134,12 +153,12 @@ def build_router(
     # Who did it: the body's `who`, else a generic name (the token is shared, not personal).
     default_who = "operator"
 
-    @router.post("/{alert_id}/ack", dependencies=[auth])
+    @router.post(f"/{ID}/ack", dependencies=[auth])
     def ack(alert_id: str, body: ActionBody | None = None) -> Any:
         b = body or ActionBody()
         return _act(alert_id, lambda s: s.ack(alert_id, b.who or default_who, b.note))
 
-    @router.post("/{alert_id}/dispatch", dependencies=[auth])
+    @router.post(f"/{ID}/dispatch", dependencies=[auth])
     def dispatch(alert_id: str, body: ActionBody | None = None) -> Any:
         b = body or ActionBody()
         if not b.assignee:
@@ -149,12 +168,12 @@ def build_router(
             alert_id, lambda s: s.dispatch(alert_id, b.who or default_who, assignee, b.note)
         )
 
-    @router.post("/{alert_id}/resolve", dependencies=[auth])
+    @router.post(f"/{ID}/resolve", dependencies=[auth])
     def resolve(alert_id: str, body: ActionBody | None = None) -> Any:
         b = body or ActionBody()
         return _act(alert_id, lambda s: s.resolve(alert_id, b.who or default_who, b.note))
 
-    @router.post("/{alert_id}/close", dependencies=[auth])
+    @router.post(f"/{ID}/close", dependencies=[auth])
     def close(alert_id: str, body: ActionBody | None = None) -> Any:
         b = body or ActionBody()
         return _act(alert_id, lambda s: s.close(alert_id, b.who or default_who, b.note))

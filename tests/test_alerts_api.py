@@ -15,6 +15,7 @@ from alerts.store import AlertStore
 from alerts.testing import T0, Clock, Recorder, cond
 
 TOKEN = "s3cret-token"
+UNKNOWN = "0" * 32  # shaped like an alert id, but no such alert
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -97,10 +98,11 @@ def test_get_one_and_404(client: TestClient, store: AlertStore) -> None:
     assert r.status_code == 200
     body = r.json()
     assert body["id"] == ids["wl-002"] and body["severity"] == "critical" and body["level"] == 4
+    assert client.get(f"/api/alerts/{UNKNOWN}").status_code == 404
     assert client.get("/api/alerts/does-not-exist").status_code == 404
     history = client.get(f"/api/alerts/{ids['wl-002']}/history").json()["items"]
     assert [c["action"] for c in history] == ["raised"]
-    assert client.get("/api/alerts/nope/history").status_code == 404
+    assert client.get(f"/api/alerts/{UNKNOWN}/history").status_code == 404
 
 
 def test_actions_through_http(client: TestClient, store: AlertStore) -> None:
@@ -146,8 +148,8 @@ def test_actions_need_the_token(client: TestClient, store: AlertStore) -> None:
         assert r.status_code == 401, headers
         assert r.headers["www-authenticate"] == "Bearer"
     # Authentication comes before lookup: an unknown id does not leak as 404 without a token.
-    assert client.post("/api/alerts/nope/ack").status_code == 401
-    assert client.post("/api/alerts/nope/ack", headers=AUTH).status_code == 404
+    assert client.post(f"/api/alerts/{UNKNOWN}/ack").status_code == 401
+    assert client.post(f"/api/alerts/{UNKNOWN}/ack", headers=AUTH).status_code == 404
     assert store.get(alert_id).state == "active"  # type: ignore[union-attr]
 
 
@@ -172,3 +174,15 @@ def test_bad_bodies(client: TestClient, store: AlertStore) -> None:
 def test_store_not_open_is_503(tmp_path: Path) -> None:
     with client_for(AlertStore(tmp_path / "a.sqlite")) as c:
         assert c.get("/api/alerts").status_code == 503
+
+
+def test_a_later_stream_route_is_not_swallowed_by_the_id_route(store: AlertStore) -> None:
+    app = FastAPI()
+    app.include_router(build_router(store, token=TOKEN))  # mounted first on purpose
+
+    @app.get("/api/alerts/stream")
+    def stream() -> dict[str, str]:
+        return {"route": "stream"}
+
+    with TestClient(app) as c:
+        assert c.get("/api/alerts/stream").json() == {"route": "stream"}
