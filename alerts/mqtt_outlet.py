@@ -172,11 +172,15 @@ class MqttOutlet:
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout)
         except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            pass
         except Exception:
             log.exception("alert MQTT publisher failed")
+        finally:
+            if not task.done():
+                task.cancel()  # also when our caller cancels us: never leave the task behind
+        if not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def _client(self) -> aiomqtt.Client:
         v5 = self.mqtt.protocol == "5"

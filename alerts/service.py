@@ -14,7 +14,7 @@ conditions arriving before `start()` are dropped and counted, never raised into 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -160,17 +160,29 @@ class Alerting:
         if changes:
             log.info("alert time limits: %d changes", len(changes))
 
-    async def aclose(self, timeout: float = 3.0) -> None:
-        """Stop the scheduler, flush the MQTT queue (up to `timeout` s), close the store."""
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
-            self.scheduler = None
-        if self.mqtt is not None:
-            await self.mqtt.aclose(timeout)
-            self.outlets.remove(self.mqtt)
-        self.hub.close()
-        self.store.shutdown()
-        self.started = False
+    def reconcile(self, held: Iterable[Condition], at_ms: int | None = None) -> int:
+        """After the rule engine restored its state: `alerting.reconcile(engine.open_conditions(),
+        engine.watermark_ms)` raises what the store misses and clears what the engine dropped."""
+        if not self.started:
+            return 0
+        return self.store.reconcile(held, at_ms)
+
+    async def aclose(self, timeout: float = 1.5) -> None:
+        """Stop the scheduler, flush the MQTT queue (up to `timeout` s), close the store.
+
+        The store is closed even if this is cancelled (e.g. by a caller's wait_for); what the broker
+        did not acknowledge is published after the next start (the MQTT cursor)."""
+        try:
+            if self.scheduler is not None:
+                self.scheduler.shutdown(wait=False)
+                self.scheduler = None
+            if self.mqtt is not None:
+                self.outlets.remove(self.mqtt)
+                await self.mqtt.aclose(timeout)
+        finally:
+            self.hub.close()
+            self.store.shutdown()
+            self.started = False
 
 
 class _AlertsCollector(Collector):

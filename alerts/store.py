@@ -26,7 +26,7 @@ import logging
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -193,6 +193,32 @@ class AlertStore:
             log.exception("alert store failed on condition %s/%s", condition.rule, condition.device)
             return
         self._hand_out(alert, change)
+
+    def reconcile(self, held: Iterable[Condition], at_ms: int | None = None) -> int:
+        """Line the open alerts up with what the rule engine holds raised (call after it restored
+        its state at start): raise what is missing, clear alerts whose condition it no longer holds.
+        `at_ms` is the event time of those clears (the engine's watermark); returns the changes made.
+        """
+        before = self.last_seq() if self.is_open else 0
+        keys: set[tuple[str, str]] = set()
+        for condition in held:
+            keys.add((condition.rule, condition.device))
+            self.on_condition(condition)
+        for alert in self.open_alerts():
+            if alert.condition_active and (alert.rule, alert.device) not in keys:
+                self.on_condition(
+                    Condition(
+                        rule=alert.rule,
+                        device=alert.device,
+                        kind=alert.kind,
+                        active=False,
+                        severity=alert.severity,
+                        at_ms=max(alert.condition_at, at_ms or alert.condition_at),
+                        message=alert.message,
+                        extra={"reconciled": "the rule engine no longer holds this condition"},
+                    )
+                )
+        return self.last_seq() - before if self.is_open else 0
 
     # ---- people's side ------------------------------------------------------------------------
 

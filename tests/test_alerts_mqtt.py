@@ -190,6 +190,37 @@ async def test_changes_made_while_stopping_are_published_after_restart(
     await second.aclose()
 
 
+async def test_aclose_is_quick_when_the_broker_is_away(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    alerting = Alerting(settings_for(tmp_path, mosquitto.port), registry())
+    await alerting.start()
+    mosquitto.stop()
+    alerting.sink.on_condition(cond())
+    await until(lambda: not alerting.mqtt.connected)  # type: ignore[union-attr]
+    started = time.perf_counter()
+    await alerting.aclose()
+    assert time.perf_counter() - started < 1.0
+    assert not alerting.store.is_open
+    assert all(t.done() for t in asyncio.all_tasks() if t.get_name() == "alerts-mqtt-publisher")
+
+
+async def test_aclose_closes_the_store_even_when_cancelled(tmp_path: Path) -> None:
+    alerting = Alerting(settings_for(tmp_path, 1), registry())  # nothing listens on port 1
+    await alerting.start()
+    assert alerting.mqtt is not None
+
+    async def stuck(timeout: float = 0) -> None:
+        await asyncio.sleep(3600)
+
+    real_aclose = alerting.mqtt.aclose
+    alerting.mqtt.aclose = stuck  # type: ignore[method-assign]
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(alerting.aclose(), timeout=0.2)  # a caller's own limit
+    assert not alerting.store.is_open
+    await real_aclose(0.1)  # the test's own clean-up of the publisher task
+
+
 async def test_first_start_publishes_open_alerts(tmp_path: Path, mosquitto: Mosquitto) -> None:
     # A store filled without an MQTT outlet (e.g. mqtt was switched off), then started with one.
     quiet = Alerting(settings_for(tmp_path, mosquitto.port, mqtt={"enabled": False}), registry())

@@ -479,3 +479,24 @@ def test_sla_limits_can_be_switched_off(tmp_path: Path, clock: Clock) -> None:
     clock.advance(30 * 86400)
     assert store.sweep_sla() == []
     store.shutdown()
+
+
+def test_reconcile_with_what_the_rule_engine_holds(store: AlertStore, recorder: Recorder) -> None:
+    store.on_condition(cond(device="wl-001", at=T0))  # the engine still holds this one
+    store.on_condition(cond(device="wl-002", at=T0))  # ... but dropped this one while we were down
+    store.on_condition(cond(device="wl-003", at=T0))
+    wl3 = store.find_open("water_level", "wl-003")
+    assert wl3 is not None
+    store.resolve(wl3.id, "crew")  # resolved by hand; the engine does not hold it either
+    held = [
+        cond(device="wl-001", at=T0),
+        cond(device="wl-004", at=T0 + 5),
+    ]  # wl-004: store missed it
+    changes = store.reconcile(held, at_ms=T0 + 10)
+    by_device = {a.device: a for a in store.open_alerts()}
+    assert by_device["wl-001"].state == "active"
+    assert by_device["wl-002"].state == "cleared" and by_device["wl-002"].cleared_at == T0 + 10
+    assert by_device["wl-003"].state == "cleared" and not by_device["wl-003"].condition_active
+    assert by_device["wl-004"].state == "active"
+    assert changes == 3  # wl-002 cleared, wl-003 condition gone, wl-004 raised
+    assert store.reconcile(held, at_ms=T0 + 20) == 0  # idempotent
