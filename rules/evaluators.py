@@ -528,7 +528,7 @@ class StuckCheck(Evaluator):
 class EventCheck(Evaluator):
     """Active while the device reports a fault of its own raised (event channel)."""
 
-    __slots__ = ("base_severity", "by_event", "events", "ignore", "raised")
+    __slots__ = ("base_severity", "by_event", "events", "ignore", "raised", "told")
     channel = "event"
 
     def __init__(self, rule_id: str, spec: EventRule, dev: DeviceInfo, env: Env) -> None:
@@ -538,12 +538,12 @@ class EventCheck(Evaluator):
         self.by_event = dict(spec.severity_by_event)
         self.base_severity: Severity = spec.severity
         self.raised: set[str] = set()
+        self.told: tuple[frozenset[str], str] = (frozenset(), "")  # what the open alert says
 
     def reading(self, data: Any, ts: int) -> None:
         name = data.event
         if name in self.ignore or (self.events is not None and name not in self.events):
             return
-        before = (frozenset(self.raised), self.severity)
         if data.state == "raised":
             self.raised.add(name)
         else:
@@ -555,9 +555,15 @@ class EventCheck(Evaluator):
             )
         was_active = self.phase == ACTIVE
         self.judge(BAD if self.raised else GOOD, ts, None)
-        changed = (frozenset(self.raised), self.severity) != before
-        if was_active and self.phase == ACTIVE and self.raised and changed:
+        if was_active and self.phase == ACTIVE and self.raised and self._signature() != self.told:
             self.emit(True, max(ts, self.raised_at))  # what is raised changed: an update
+
+    def _signature(self) -> tuple[frozenset[str], str]:
+        return frozenset(self.raised), self.severity
+
+    def emit(self, active: bool, at_ms: int) -> None:
+        self.told = self._signature()
+        super().emit(active, at_ms)
 
     def describe(self, active: bool) -> str:
         if not active:
@@ -571,10 +577,13 @@ class EventCheck(Evaluator):
         return out
 
     def state(self) -> dict[str, Any]:
-        return {"raised": sorted(self.raised)} if self.raised else {}
+        if not self.raised and self.phase != ACTIVE:
+            return {}
+        return {"raised": sorted(self.raised), "told": sorted(self.told[0])}
 
     def load(self, data: dict[str, Any]) -> None:
         self.raised = {str(e) for e in data.get("raised", [])}
+        self.told = (frozenset(str(e) for e in data.get("told", [])), self.severity)
 
 
 class _Deadline:
