@@ -58,7 +58,7 @@ class ActionBody(BaseModel):
 
 def _require_token(token: str | None) -> Callable[[str | None], None]:
     def check(authorization: Annotated[str | None, Header()] = None) -> None:
-        if token is None:
+        if not token:  # None or "": an empty token must never match an empty header
             # No token configured: POSTs are refused outright (403), whatever the request carries,
             # because no credential could make them acceptable (config http.token: null).
             raise HTTPException(403, "alert actions are disabled: set http.token to allow them")

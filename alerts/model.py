@@ -13,6 +13,7 @@ first saw the condition. `updated_at` is the later of the two and never goes bac
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -129,7 +130,7 @@ class Alert:
             out["cleared_at"] = rfc3339(self.cleared_at)
         if self.level is not None:
             out["level"] = self.level
-        if self.value is not None:
+        if self.value is not None and math.isfinite(self.value):  # JSON has no NaN/Infinity
             out["value"] = self.value
         if self.road is not None:
             out["road"] = self.road

@@ -153,11 +153,13 @@ def test_actions_need_the_token(client: TestClient, store: AlertStore) -> None:
     assert store.get(alert_id).state == "active"  # type: ignore[union-attr]
 
 
-def test_no_token_configured_refuses_every_post(store: AlertStore) -> None:
+@pytest.mark.parametrize("configured", [None, ""])
+def test_no_token_configured_refuses_every_post(store: AlertStore, configured: str | None) -> None:
     alert_id = seed(store)["wl-001"]
-    with client_for(store, token=None) as c:
-        r = c.post(f"/api/alerts/{alert_id}/ack", headers=AUTH)
-        assert r.status_code == 403 and "http.token" in r.text
+    with client_for(store, token=configured) as c:
+        for headers in (AUTH, {"Authorization": "Bearer "}, {}):
+            r = c.post(f"/api/alerts/{alert_id}/ack", headers=headers)
+            assert r.status_code == 403 and "http.token" in r.text
         assert c.get(f"/api/alerts/{alert_id}").status_code == 200  # reading stays open
 
 
