@@ -116,6 +116,8 @@ class RuleEngine:
                 dev.absence.seen(ts)
             for evaluator in dev.tel_rules:
                 evaluator.reading(data, ts)
+            if self.env.pending:
+                self.env.flush()
         elif channel == "event":
             ts = data.ts
             last = dev.last_event.get(data.event, -1)
@@ -130,8 +132,12 @@ class RuleEngine:
                 dev.absence.seen(ts)
             for evaluator in dev.event_rules:
                 evaluator.reading(data, ts)
+            if self.env.pending:
+                self.env.flush()
         elif channel == "status":
             self._status(dev, data.online, data.ts, obs.received_ms)
+            if self.env.pending:
+                self.env.flush()
         else:
             counts["ignored"] += 1
 
@@ -180,6 +186,8 @@ class RuleEngine:
                 if absence is not None and (absence.track or absence.last_seen is not None):
                     absence.arm(self.timers)
         self.timers.run_until(now)
+        if self.env.pending:
+            self.env.flush()
 
     # ---- binding rules to devices ---------------------------------------------------------------
 
@@ -310,7 +318,7 @@ class RuleEngine:
                 if evaluator.phase == ACTIVE:
                     out.append(evaluator.condition(True, evaluator.raised_at))
         for tracker in self._groups.values():
-            if tracker.open:
+            if tracker.open and tracker.told:
                 out.append(tracker.condition(True, tracker.opened_at))
         return out
 
@@ -424,7 +432,7 @@ class RuleEngine:
             found = self._groups.get((rule_id, key))
             if found is not None:
                 found.restore(body)
-            elif body.get("open"):
+            elif body.get("told", body.get("open")):
                 self._retire_group(rule_id, key, at)
         self._dirty = set(self._all_devices())
 

@@ -4,8 +4,8 @@ A lamp's member rule (lamp_dark, device_offline) that decides to raise goes HELD
 window first and reports its onset here. When `min_count` members' onsets fall within one window,
 the group opens: one Condition with `device` = the cabinet id, and those lamps' own alerts are held
 back (SUPPRESSED) while it stays open; lamps of the cabinet that go bad later join it. The group
-clears once fewer than `min_count` members are still bad (after its min hold); members still bad
-then get their own alerts, since they are now individual faults.
+clears once fewer than `min_count` members stayed bad for its window (and its min hold passed);
+members still bad then get their own alerts, since they are now individual faults.
 
 Opening is decided on the sorted onsets, not on arrival order, so a replay and a live run agree.
 """
@@ -26,6 +26,7 @@ class GroupTracker:
     """One group (one cabinet) of one group rule."""
 
     __slots__ = (
+        "announce_at",
         "bad",
         "due",
         "env",
@@ -40,6 +41,7 @@ class GroupTracker:
         "reported",
         "rule_id",
         "severity",
+        "told",
         "window_ms",
     )
 
@@ -57,7 +59,9 @@ class GroupTracker:
         self.open = False
         self.opened_at = 0
         self.members: set[str] = set()
-        self.reported = 0
+        self.reported = 0  # member count the sink was last told
+        self.told = False  # the sink knows the group is open
+        self.announce_at: int | None = None  # an open/update waiting for flush()
         self.due: int | None = None
         self.queued: int | None = None
 
@@ -84,10 +88,10 @@ class GroupTracker:
             return
         self.members.discard(device)
         if len(self.members) < self.min_count:
-            ready = self.opened_at + self.hold_ms
-            if ready <= at_ms:
-                self._close(at_ms)
-            else:
+            # Power comes back to a cabinet's lamps over a minute or two, not at once: wait the
+            # group's window before closing, so the stragglers do not each get an alert of their own.
+            if self.due is None:
+                ready = max(at_ms + self.window_ms, self.opened_at + self.hold_ms)
                 self.env.timers.arm(self, ready)
         else:
             self._update(at_ms)
@@ -115,19 +119,36 @@ class GroupTracker:
                 self.open = True
                 self.opened_at = onsets[i + n - 1][0]
                 self.members = {device for onset, device in onsets if onset >= start}
-                self.reported = len(self.members)
-                self._emit(True, self.opened_at)
+                self._announce(self.opened_at)
                 return
 
     def _update(self, at_ms: int) -> None:
         if self.open and len(self.members) != self.reported:
+            self._announce(max(at_ms, self.opened_at))
+
+    def _announce(self, at_ms: int) -> None:
+        # Lamps of a cabinet that lost power go bad at the same instant, one after another: the
+        # sink hears the group once per observation / timer run (flush), not once per lamp.
+        if self.announce_at is None:
+            self.announce_at = at_ms
+            self.env.pending.append(self)
+
+    def flush(self) -> None:
+        at_ms = self.announce_at
+        self.announce_at = None
+        if at_ms is None or not self.open:
+            return
+        if not self.told or len(self.members) != self.reported:
+            self.told = True
             self.reported = len(self.members)
-            self._emit(True, max(at_ms, self.opened_at))
+            self._emit(True, at_ms)
 
     def _close(self, at_ms: int) -> None:
         self.open = False
         self.due = None
-        self._emit(False, max(at_ms, self.opened_at))
+        if self.told:
+            self._emit(False, max(at_ms, self.opened_at))
+        self.told = False
         still_bad = [self.bad[d] for d in sorted(self.members) if d in self.bad]
         self.members = set()
         self.reported = 0
@@ -177,6 +198,7 @@ class GroupTracker:
             "opened_at": self.opened_at,
             "members": sorted(self.members),
             "reported": self.reported,
+            "told": self.told,
             "due": self.due,
         }
 
@@ -185,6 +207,7 @@ class GroupTracker:
         self.opened_at = int(data.get("opened_at", 0))
         self.members = {str(d) for d in data.get("members", [])}
         self.reported = int(data.get("reported", 0))
+        self.told = bool(data.get("told", self.open))
         due = data.get("due")
         if due is not None:
             self.env.timers.arm(self, int(due))

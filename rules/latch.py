@@ -44,9 +44,16 @@ class Env:
         self.sink = sink
         self.timers = timers
         self.sun = sun
+        self.pending: list[GroupTracker] = []  # groups with news for the sink (see flush)
         self.emitted = 0
         self.sink_errors = 0
         self.last_sink_error: BaseException | None = None
+
+    def flush(self) -> None:
+        pending = self.pending
+        self.pending = []
+        for group in pending:
+            group.flush()
 
     def emit(self, condition: Condition) -> None:
         self.emitted += 1
