@@ -104,12 +104,7 @@ class Decoder:
             out.ignored = True  # an empty retained message clears a last will; nothing to store
             return out
         try:
-            payload.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            out.rejected.append(Rejection("not_utf8", str(exc)))
-            return out
-        try:
-            body = orjson.loads(payload)
+            body = orjson.loads(payload)  # orjson refuses invalid UTF-8 too
         except orjson.JSONDecodeError as exc:
             out.rejected.append(_classify_bad_json(payload, exc))
             return out
@@ -174,9 +169,13 @@ class Decoder:
 
 
 def _classify_bad_json(payload: bytes, exc: Exception) -> Rejection:
-    """orjson refuses NaN/Infinity like any bad JSON; tell those apart for the operator."""
+    """orjson refuses bad UTF-8 and NaN/Infinity like any bad JSON; tell those apart."""
     try:
-        loose = json.loads(payload)
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return Rejection("not_utf8", str(err))
+    try:
+        loose = json.loads(text)
     except (ValueError, RecursionError):
         return Rejection("not_json", str(exc))
     if _has_non_finite(loose):

@@ -1,7 +1,9 @@
-"""One message's way through: decode → validate → dead-letter / spool → observers → durable.
+"""One message's way through: decode → validate → dead-letter / spool → observers.
 
-`handle()` returns only when everything the message carried is durable in the spool (or was
-dead-lettered): the receiver acknowledges the message to the broker after that, never before.
+`take()` does the work of one message synchronously and says whether it appended to the spool;
+the receiver takes a whole socket read's worth of messages, then awaits `spool.durable()` once and
+acknowledges them all together. So a message is acknowledged only when everything it carried is
+durable in the spool (or it was dead-lettered), and the per-message cost stays small.
 """
 
 from __future__ import annotations
@@ -11,14 +13,12 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-import orjson
-
 from devices.messages import Observation
 from devices.registry import Registry
 from ingest.deadletter import DeadLetterLog
 from ingest.decode import Decoder
+from ingest.lineprotocol import LineFormatter
 from ingest.metrics import IngestMetrics
-from ingest.points import to_point
 from ingest.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -42,16 +42,31 @@ class Pipeline:
     ) -> None:
         self.decoder = decoder
         self.registry = registry
+        self.lines = LineFormatter(registry)
         self.spool = spool
         self.deadletter = deadletter
         self.metrics = metrics
         self.sinks = list(sinks)
         self._sink_errors = 0
 
-    async def handle(self, topic: str, payload: bytes) -> None:
+    async def ready(self) -> None:
+        """Wait while the spool is full: acks are held back and the broker keeps the rest."""
+        if self.spool.full:
+            self.metrics.spool_full.set(1)
+            log.warning(
+                "spool full (%d bytes): holding acks until the store catches up",
+                self.spool.pending_bytes,
+            )
+            await self.spool.wait_space()
+            self.metrics.spool_full.set(0)
+
+    def take(self, topic: str, payload: bytes, now_ms: int | None = None) -> bool:
+        """Process one message; True if it appended to the spool (then await durable before acking)."""
         metrics = self.metrics
         metrics.messages.inc()
-        decoded = self.decoder.decode(topic, payload, time.time_ns() // 1_000_000)
+        if now_ms is None:
+            now_ms = time.time_ns() // 1_000_000
+        decoded = self.decoder.decode(topic, payload, now_ms)
         for rej in decoded.rejected:
             metrics.rejected(rej.reason).inc()
             self.deadletter.write(
@@ -63,21 +78,17 @@ class Pipeline:
                 index=rej.index,
             )
         if not decoded.accepted:
-            return
+            return False
         records: list[bytes] = []
         registry = self.registry
         for obs in decoded.accepted:
             metrics.accepted(obs.kind, obs.channel).inc()
             if obs.device_id not in registry:
                 metrics.unregistered.inc()
-            point = to_point(obs, registry)
-            if point is not None:
-                records.append(orjson.dumps(point))
+            line = self.lines.line(obs)
+            if line is not None:
+                records.append(line)
         if records:
-            if self.spool.full:
-                metrics.spool_full.set(1)
-                await self.spool.wait_space()  # hold the ack: the broker keeps the rest
-                metrics.spool_full.set(0)
             self.spool.append(records)
         for obs in decoded.accepted:
             for sink in self.sinks:
@@ -87,5 +98,10 @@ class Pipeline:
                     self._sink_errors += 1
                     if self._sink_errors <= 10 or self._sink_errors % 1000 == 0:
                         log.exception("observer %r failed on %s", sink, obs.device_id)
-        if records:
+        return bool(records)
+
+    async def handle(self, topic: str, payload: bytes) -> None:
+        """One message, made durable (for callers that are not batching)."""
+        await self.ready()
+        if self.take(topic, payload):
             await self.spool.durable()

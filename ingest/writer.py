@@ -9,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Any
-
-import orjson
 
 from ingest.deadletter import DeadLetterLog
 from ingest.errors import (
@@ -22,7 +19,6 @@ from ingest.errors import (
     StoreError,
 )
 from ingest.metrics import IngestMetrics
-from ingest.points import Point, to_line
 from ingest.spool import Spool
 from ingest.stores.base import PointStore
 
@@ -60,12 +56,11 @@ class Writer:
                 self.idle.set()
                 batch = await self.spool.read_batch(self.batch_lines, self.batch_interval_s)
             self.idle.clear()
-            points: list[Point] = [_decode(rec) for rec in batch.records]
-            await self._write_all(points)
+            await self._write_all(batch.records)
             self.spool.commit(batch)
-            self.metrics.points_written.inc(len(points))
+            self.metrics.points_written.inc(len(batch.records))
 
-    async def _write_all(self, points: list[Point]) -> None:
+    async def _write_all(self, points: list[bytes]) -> None:
         """Write until the store has every point (or dead-lettered the ones it refuses)."""
         delay = self.retry_min_s
         while True:
@@ -105,22 +100,16 @@ class Writer:
                 await asyncio.sleep(wait)
                 delay = min(self.retry_max_s, delay * 2)
 
-    async def _split(self, points: list[Point]) -> None:
+    async def _split(self, points: list[bytes]) -> None:
         half = len(points) // 2
         await self._write_all(points[:half])
         await self._write_all(points[half:])
 
-    def _dead_letter(self, point: Point, message: str) -> None:
+    def _dead_letter(self, line: bytes, message: str) -> None:
         self.metrics.rejected("store_rejected").inc()
         self.deadletter.write(
             topic="",
             reason="store_rejected",
             detail=f"store refused the point: {message}",
-            item={"line": to_line(point)},
+            item={"line": line.decode("utf-8", "replace")},
         )
-
-
-def _decode(record: bytes) -> Point:
-    m, tags, fields, ts = orjson.loads(record)
-    result: Any = (m, tags, fields, ts)
-    return result  # type: ignore[no-any-return]

@@ -91,7 +91,7 @@ class Service:
         self.pipeline = Pipeline(
             self.decoder, self.registry, self.spool, self.deadletter, self.metrics, sinks
         )
-        self.receiver = MqttReceiver(settings.mqtt, self.pipeline.handle, self.metrics)
+        self.receiver = MqttReceiver(settings.mqtt, self.pipeline, self.metrics)
         self._tasks: list[asyncio.Task[Any]] = []
         self._http: uvicorn.Server | None = None
         self.started = time.time()

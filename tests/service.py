@@ -33,7 +33,10 @@ class ServiceProcess:
         if self.config is not None:
             cmd += ["-c", str(self.config)]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            # cwd outside the repo: the service must not pick up the repo's ./config.yaml.
+            self.proc = subprocess.Popen(
+                cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir.parent
+            )
         if wait_connected:
             self.wait_health(lambda h: h.get("mqtt_connected") is True)
         return self

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.points import escape_tag, to_line
+from ingest.lineprotocol import escape_tag, to_line
 from tests.servers import InfluxDB
 
 SPECIAL = ",= \\\"'\n\r\t洸河路=,"

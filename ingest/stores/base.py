@@ -18,18 +18,17 @@ from ingest.errors import (
     RetryableStoreError,
     StoreError,
 )
-from ingest.points import Point
 
 if TYPE_CHECKING:
     from streetwatch.config import Settings
 
 
 class PointStore(Protocol):
-    """Stores batches of points. `write` returns only once the store has committed them."""
+    """Stores batches of line-protocol lines. `write` returns only once the store committed them."""
 
     async def start(self) -> None: ...
 
-    async def write(self, points: list[Point]) -> None: ...
+    async def write(self, lines: list[bytes]) -> None: ...
 
     async def aclose(self) -> None: ...
 

@@ -16,7 +16,6 @@ from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ingest.errors import RetryableStoreError
-from ingest.points import Point, to_line
 from ingest.stores.base import classify_http_error
 
 if TYPE_CHECKING:
@@ -42,7 +41,7 @@ class InfluxV2Store:
     async def start(self) -> None:
         return None
 
-    def _write_sync(self, body: str) -> None:
+    def _write_sync(self, body: bytes) -> None:
         self._write_api.write(
             bucket=self.config.bucket,
             org=self.config.org or "-",
@@ -50,8 +49,8 @@ class InfluxV2Store:
             write_precision=WritePrecision.MS,
         )
 
-    async def write(self, points: list[Point]) -> None:
-        body = "\n".join(to_line(p) for p in points)
+    async def write(self, lines: list[bytes]) -> None:
+        body = b"\n".join(lines)
         try:
             await asyncio.to_thread(self._write_sync, body)
         except ApiException as exc:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from ingest.errors import RetryableStoreError
-from ingest.points import Point
+from ingest.lineprotocol import parse_line
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS points (
@@ -51,7 +51,8 @@ class SqliteStore:
                 rows,
             )
 
-    async def write(self, points: list[Point]) -> None:
+    async def write(self, lines: list[bytes]) -> None:
+        points = [parse_line(line.decode("utf-8")) for line in lines]
         rows = [
             (
                 m,
