@@ -67,7 +67,16 @@ class GroupTracker:
 
     # ---- called by member latches ---------------------------------------------------------------
 
+    def _settle(self, at_ms: int) -> None:
+        # Coalescing is per event time only, so a replay (one timer run covering minutes) and a
+        # live run (a tick a second) tell the sink the same things: news from an earlier instant
+        # goes out before this instant changes the members.
+        pending = self.announce_at
+        if pending is not None and pending != max(at_ms, self.opened_at):
+            self.flush()
+
     def member_bad(self, latch: Latch, at_ms: int) -> None:
+        self._settle(at_ms)
         device = latch.dev.device_id
         self.bad.setdefault(device, {})[latch.rule_id] = latch
         if self.open:
@@ -79,6 +88,7 @@ class GroupTracker:
             self._try_open()
 
     def member_good(self, latch: Latch, at_ms: int) -> None:
+        self._settle(at_ms)
         device = latch.dev.device_id
         rules = self.bad.get(device)
         if rules is None or rules.pop(latch.rule_id, None) is None or rules:
@@ -100,6 +110,7 @@ class GroupTracker:
         return self.open and latch.dev.device_id in self.members
 
     def fire(self, at_ms: int) -> None:
+        self._settle(at_ms)
         if self.open and len(self.members) < self.min_count:
             self._close(at_ms)
 
@@ -128,7 +139,7 @@ class GroupTracker:
 
     def _announce(self, at_ms: int) -> None:
         # Lamps of a cabinet that lost power go bad at the same instant, one after another: the
-        # sink hears the group once per observation / timer run (flush), not once per lamp.
+        # sink hears the group once per instant (flush), not once per lamp.
         if self.announce_at is None:
             self.announce_at = at_ms
             self.env.pending.append(self)
