@@ -78,6 +78,10 @@ class Mosquitto:
             "allow_anonymous true",
             f"persistence_location {self.workdir}/",
             f"log_dest file {self.workdir}/mosquitto.log",
+            # As root, Mosquitto drops to the `mosquitto` user, which cannot write its persistence
+            # file into a root-owned temp dir: queued messages and retained alerts would be lost
+            # across restart(). Stay root for these private test brokers.
+            *(["user root"] if os.geteuid() == 0 else []),
             *self.extra,
         ]
         self.conf.write_text("\n".join(lines) + "\n")

@@ -303,3 +303,22 @@ def test_readings_sent_while_the_service_is_down_wait_in_the_broker(
     finally:
         rc, took = svc.terminate()
     assert rc == 0 and took < 10
+
+
+def test_queued_readings_survive_a_broker_restart_while_the_service_is_down(
+    tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB
+) -> None:
+    env = service_env(mosquitto, influxdb)
+    svc = ServiceProcess(tmp_path / "data", env).start()
+    svc.terminate()
+    pub = Publisher(mosquitto.port)
+    base = now_ms() - 600_000
+    for i in range(300):
+        pub.send("city/jining/lamp/L1/telemetry", {"ts": base + i, "on": True})
+    pub.close()
+    mosquitto.restart()  # persistence on (deploy/mosquitto.conf): the session's queue survives
+    svc = ServiceProcess(tmp_path / "data", env).start()
+    try:
+        assert wait_count(influxdb, "lamp", 300) == 300
+    finally:
+        svc.stop()
