@@ -7,7 +7,7 @@ import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -28,10 +28,10 @@ LINES = [
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
-    requests: list[dict[str, Any]] = []
-    answer: tuple[int, dict[str, str], bytes] = (204, {}, b"")
+    requests: ClassVar[list[dict[str, Any]]] = []
+    answer: ClassVar[tuple[int, dict[str, str], bytes]] = (204, {}, b"")
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         body = self.rfile.read(length)
         type(self).requests.append({"path": self.path, "headers": dict(self.headers), "body": body})

@@ -85,8 +85,7 @@ async def test_network_errors_and_5xx_are_retried_until_written(tmp_path: Path) 
 async def test_auth_errors_keep_the_data(tmp_path: Path) -> None:
     store = FakeStore()
     store.failures = [AuthError("bad token", status=401)]
-    writer = None
-    writer, _ = await run_writer(tmp_path, store, LINES[:10])
+    await run_writer(tmp_path, store, LINES[:10])
     assert store.stored == LINES[:10]
 
 
@@ -101,7 +100,7 @@ async def test_413_splits_the_batch(tmp_path: Path) -> None:
 async def test_400_dead_letters_only_the_offending_lines(tmp_path: Path) -> None:
     store = FakeStore()
     store.bad = {LINES[17], LINES[160]}
-    _, dl = await run_writer(tmp_path, store, LINES)
+    await run_writer(tmp_path, store, LINES)
     assert sorted(store.stored) == sorted(set(LINES) - store.bad)
     records = [orjson.loads(x) for x in (tmp_path / "dl.jsonl").read_text().splitlines()]
     assert sorted(r["item"]["line"] for r in records) == sorted(x.decode() for x in store.bad)
