@@ -84,7 +84,7 @@ class Evaluator(Latch):
         """Restore what `state` returned."""
 
     def busy(self) -> bool:
-        return self.phase != IDLE or bool(self.state())
+        return self.phase != IDLE or self.last_at != 0 or bool(self.state())
 
 
 class ThresholdCheck(Evaluator):
@@ -400,7 +400,7 @@ class LevelsCheck(Evaluator):
         return f"{self.dev.subject}: level {self.level} (≥ {at}), {_label(self.field)} now {value}"
 
     def busy(self) -> bool:
-        return bool(self.level) or self.up_since is not None
+        return bool(self.level) or self.up_since is not None or self.last_at != 0
 
     def state(self) -> dict[str, Any]:
         if not self.busy():

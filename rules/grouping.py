@@ -33,6 +33,7 @@ class GroupTracker:
         "hold_ms",
         "key",
         "kind",
+        "last_at",
         "members",
         "min_count",
         "open",
@@ -61,6 +62,7 @@ class GroupTracker:
         self.members: set[str] = set()
         self.reported = 0  # member count the sink was last told
         self.told = False  # the sink knows the group is open
+        self.last_at = 0  # event time of the last Condition told (never goes back)
         self.announce_at: int | None = None  # an open/update waiting for flush()
         self.due: int | None = None
         self.queued: int | None = None
@@ -168,6 +170,8 @@ class GroupTracker:
                 latch.unsuppress(at_ms)
 
     def _emit(self, active: bool, at_ms: int) -> None:
+        at_ms = max(at_ms, self.last_at)
+        self.last_at = at_ms
         self.env.emit(self.condition(active, at_ms))
 
     def condition(self, active: bool, at_ms: int) -> Condition:
@@ -210,6 +214,7 @@ class GroupTracker:
             "members": sorted(self.members),
             "reported": self.reported,
             "told": self.told,
+            "last_at": self.last_at,
             "due": self.due,
         }
 
@@ -219,6 +224,7 @@ class GroupTracker:
         self.members = {str(d) for d in data.get("members", [])}
         self.reported = int(data.get("reported", 0))
         self.told = bool(data.get("told", self.open))
+        self.last_at = int(data.get("last_at", 0))
         due = data.get("due")
         if due is not None:
             self.env.timers.arm(self, int(due))

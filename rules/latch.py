@@ -142,6 +142,7 @@ class Latch:
         "for_n",
         "group",
         "hold_ms",
+        "last_at",
         "level",
         "onset",
         "phase",
@@ -173,6 +174,7 @@ class Latch:
         self.clear_since = 0
         self.raised_at = 0
         self.onset = 0
+        self.last_at = 0  # event time of the last Condition told: later ones are never earlier
         self.value: float | None = None
         self.level: int | None = None
         self.due: int | None = None
@@ -266,6 +268,7 @@ class Latch:
         self.env.timers.arm(self, at_ms + group.window_ms)
 
     def _open(self, at_ms: int) -> None:
+        at_ms = max(at_ms, self.last_at)
         self.phase = ACTIVE
         self.raised_at = at_ms
         self.clear_count = 0
@@ -292,6 +295,11 @@ class Latch:
     # ---- output ---------------------------------------------------------------------------------
 
     def emit(self, active: bool, at_ms: int) -> None:
+        # A straggler (newer than the device's last reading but older than the watermark a timer
+        # already fired at) is judged as of that earlier transition: time never runs back.
+        if at_ms < self.last_at:
+            at_ms = self.last_at
+        self.last_at = at_ms
         self.env.emit(self.condition(active, at_ms))
 
     def condition(self, active: bool, at_ms: int) -> Condition:
@@ -343,8 +351,9 @@ class Latch:
     # ---- persistence ----------------------------------------------------------------------------
 
     def busy(self) -> bool:
-        """Anything worth saving (beyond what the evaluator keeps)."""
-        return self.phase != IDLE
+        """Anything worth saving (beyond what the evaluator keeps). A latch that ever told the sink
+        something keeps its last_at, so that a restart cannot send a Condition back in time."""
+        return self.phase != IDLE or self.last_at != 0
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -355,6 +364,7 @@ class Latch:
             "clear_since": self.clear_since,
             "raised_at": self.raised_at,
             "onset": self.onset,
+            "last_at": self.last_at,
             "value": self.value,
             "level": self.level,
             "severity": self.severity,
@@ -369,6 +379,7 @@ class Latch:
         self.clear_since = int(data.get("clear_since", 0))
         self.raised_at = int(data.get("raised_at", 0))
         self.onset = int(data.get("onset", 0))
+        self.last_at = int(data.get("last_at", 0))
         self.value = data.get("value")
         self.level = data.get("level")
         severity = data.get("severity")

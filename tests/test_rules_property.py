@@ -1,0 +1,157 @@
+"""Property: whatever the readings, alerts stay well-formed per (rule, device).
+
+No stream yields a second raise for a (rule, device) that is already open (an active Condition
+while open is only ever an update that changes something), no clear without a raise before it, and
+event times never go backwards for one (rule, device). The same holds across save/load restarts.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from devices.location import LocationConfig
+from devices.messages import Observation
+from devices.registry import Device, Registry
+from rules.config import RulesConfig
+from rules.engine import RuleEngine
+from rules.signals import Condition
+from rules.testing import RecordingSink, event, lamp, status, water
+from tests.test_rules_kinds import NIGHT
+
+REGISTRY = Registry(
+    [
+        Device(
+            "A", "lamp", road="r", road_class="main", cabinet="C", rated_w=100, report_interval_s=60
+        ),
+        Device(
+            "B",
+            "lamp",
+            road="r",
+            road_class="branch",
+            cabinet="C",
+            rated_w=100,
+            report_interval_s=60,
+        ),
+        Device("D", "lamp", cabinet="C", rated_w=100, report_interval_s=60),
+        Device("W", "waterlevel", report_interval_s=60),
+    ]
+)
+# Short durations so that random streams reach every phase.
+RULES = RulesConfig.model_validate(
+    {
+        "lamp_voltage_abnormal": {"for_s": 60, "clear_for_s": 30, "min_hold_s": 60},
+        "lamp_power_abnormal": {"for_s": 60, "min_hold_s": 0},
+        "water_level": {"clear_for_s": 60, "min_hold_s": 30},
+        "water_rising_fast": {"within_s": 120, "clear_for_s": 30},
+        "sensor_stuck": {"unchanged_for_s": 180},
+        "battery_low": {"min_hold_s": 0},
+        "cabinet_outage": {"window_s": 60, "min_hold_s": 30},
+        "lamp_dark": {"min_hold_s": 10},
+        "device_offline": {"min_hold_s": 20},
+        "lamp_fault": {"min_hold_s": 20},
+    }
+)
+
+step = st.one_of(
+    st.tuples(
+        st.just("lamp"),
+        st.sampled_from("ABDX"),
+        st.integers(-30, 90),  # seconds after the device's last (negative: late)
+        st.booleans(),
+        st.sampled_from([0.0, 5.0, 60.0, 100.0, 140.0]),
+        st.sampled_from([150.0, 199.0, 220.0, 240.0]),
+    ),
+    st.tuples(
+        st.just("water"),
+        st.just("W"),
+        st.integers(-30, 90),
+        st.sampled_from([0.0, 9.0, 12.0, 16.0, 28.0, 45.0]),
+        st.sampled_from([10.0, 22.0, 80.0]),
+    ),
+    st.tuples(
+        st.just("event"),
+        st.sampled_from("AB"),
+        st.integers(-5, 60),
+        st.sampled_from(["doorOpen", "supplyLoss"]),
+        st.booleans(),
+    ),
+    st.tuples(st.just("status"), st.sampled_from("ABW"), st.integers(0, 60), st.booleans()),
+    st.tuples(st.just("tick"), st.integers(0, 600)),
+    st.tuples(st.just("dup")),
+    st.tuples(st.just("restart")),
+)
+
+
+def check(conditions: list[Condition]) -> None:
+    open_: dict[tuple[str, str], Condition] = {}
+    last_at: dict[tuple[str, str], int] = {}
+    for c in conditions:
+        k = (c.rule, c.device)
+        assert c.at_ms >= last_at.get(k, 0), f"time went back for {k}"
+        last_at[k] = c.at_ms
+        if c.active:
+            before = open_.get(k)
+            if before is not None:  # an update must change something the crew sees
+                assert (before.level, before.severity, before.value, before.extra) != (
+                    c.level,
+                    c.severity,
+                    c.value,
+                    c.extra,
+                ), f"repeated raise for {k}"
+            open_[k] = c
+        else:
+            assert k in open_, f"clear without raise for {k}"
+            del open_[k]
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(st.lists(step, min_size=10, max_size=150))
+def test_no_double_open_no_clear_without_raise(steps: list[tuple]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "state.sqlite"
+        sink = RecordingSink()
+        engine = RuleEngine(RULES, LocationConfig(), REGISTRY, sink, state_path=path)
+        last: dict[str, int] = {}
+        wall = NIGHT
+        previous: Observation | None = None
+        for s in steps:
+            kind = s[0]
+            obs: Observation | None = None
+            if kind in ("lamp", "water", "event", "status"):
+                device = s[1]
+                ts = last.get(device, NIGHT) + s[2] * 1000
+                last[device] = max(last.get(device, NIGHT), ts)
+                wall = max(wall, ts)
+                if kind == "lamp":
+                    obs = lamp(device, ts, on=s[3], power=s[4] if s[3] else 0.0, voltage=s[5])
+                elif kind == "water":
+                    obs = water(device, ts, s[3], battery=s[4])
+                elif kind == "event":
+                    obs = event(device, ts, s[3], "raised" if s[4] else "cleared")
+                else:
+                    obs = status(device, s[3], ts, kind="waterlevel" if device == "W" else "lamp")
+            elif kind == "tick":
+                wall += s[1] * 1000
+                engine.tick(wall)
+            elif kind == "dup" and previous is not None:
+                obs = previous
+            elif kind == "restart":
+                engine.save_state()
+                engine.close()
+                engine = RuleEngine(RULES, LocationConfig(), REGISTRY, sink, state_path=path)
+                engine.load_state()
+            if obs is not None:
+                engine.observe(obs)
+                previous = obs
+        engine.tick(wall + 3600_000)
+        engine.close()
+        assert engine.env.sink_errors == 0
+        check(sink.conditions)
