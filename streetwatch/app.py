@@ -76,6 +76,7 @@ class Service:
 
             self.alerting = Alerting(settings, self.registry)
             self.http_app.include_router(self.alerting.router)
+            self.metrics.registry.register(self.alerting.collector)
             if settings.rules.enabled:
                 from rules.engine import RuleEngine
 
@@ -119,6 +120,10 @@ class Service:
             await self.alerting.start()
         if self.engine is not None:
             self.engine.load_state()
+            if self.alerting is not None:
+                # Rule state and alert store are saved separately; after a crash they may
+                # disagree. The engine's restored view of what is open wins.
+                self.alerting.reconcile(self.engine.open_conditions(), self.engine.watermark_ms)
             self._spawn(self._tick_loop(), "rules-tick")
         http = self.settings.http
         if http.enabled:
@@ -176,6 +181,8 @@ class Service:
         if self.engine is not None:
             with contextlib.suppress(Exception):
                 self.engine.save_state()
+            with contextlib.suppress(Exception):
+                self.engine.close()
         if self.alerting is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.alerting.aclose(), timeout=2.0)
