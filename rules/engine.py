@@ -423,11 +423,10 @@ class RuleEngine:
                 evaluator.load(snap.get("x", {}))
             if dev.absence is not None and self._start_w is not None:
                 dev.absence.arm(self.timers)
-        for tracker in self._groups.values():
-            for dev in self._all_devices():
-                for evaluator in self._evaluators(dev):
-                    if evaluator.group is tracker:
-                        tracker.adopt(evaluator)
+        for dev in self._all_devices():
+            for evaluator in self._evaluators(dev):
+                if evaluator.group is not None:
+                    evaluator.group.adopt(evaluator)
         for rule_id, key, body in groups:
             found = self._groups.get((rule_id, key))
             if found is not None:
