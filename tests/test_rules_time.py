@@ -92,9 +92,7 @@ def run(
         while ticks and next_tick <= wall:
             engine.tick(next_tick)
             next_tick += 1000
-        engine.observe(
-            Observation(obs.kind, obs.device_id, obs.channel, obs.data, wall if live else wall)
-        )
+        engine.observe(Observation(obs.kind, obs.device_id, obs.channel, obs.data, wall))
     return sink.conditions
 
 
