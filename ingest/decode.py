@@ -103,6 +103,21 @@ class Decoder:
         if parts.channel == "status" and not payload:
             out.ignored = True  # an empty retained message clears a last will; nothing to store
             return out
+        if (
+            parts.channel == "telemetry"
+            and payload[:1] == b"{"
+            and b"NaN" not in payload  # pydantic's parser takes NaN/Infinity in ignored fields;
+            and b"Infinity" not in payload  # the contract refuses them anywhere (not JSON)
+        ):
+            # Fast path for the common case, one valid reading: pydantic parses the JSON itself.
+            # Anything it refuses goes the slow way below, which classifies the reason exactly.
+            try:
+                reading = KINDS[parts.kind].reading_model.model_validate_json(payload)
+            except ValidationError:
+                pass
+            else:
+                self._accept(parts, reading, now_ms, out, None, None)
+                return out
         try:
             body = orjson.loads(payload)  # orjson refuses invalid UTF-8 too
         except orjson.JSONDecodeError as exc:
@@ -148,6 +163,11 @@ class Decoder:
             reason, detail = _reason_from_validation(exc)
             out.rejected.append(Rejection(reason, detail, index, item if in_array else None))
             return
+        self._accept(parts, data, now_ms, out, index, item if in_array else None)
+
+    def _accept(
+        self, parts: TopicParts, data: Any, now_ms: int, out: Decoded, index: int | None, item: Any
+    ) -> None:
         ts = data.ts
         if ts is not None:
             if ts - now_ms > FUTURE_LIMIT_MS:
@@ -156,16 +176,14 @@ class Decoder:
                         "ts_in_future",
                         f"ts {ts} is {(ts - now_ms) / 1000:.0f} s ahead of the service clock",
                         index,
-                        item if in_array else None,
+                        item,
                     )
                 )
                 return
             if ts < 0 or ts > 253_402_300_799_000:  # year 1970 … 9999: what InfluxDB can store
-                out.rejected.append(
-                    Rejection("bad_ts", f"ts {ts} out of range", index, item if in_array else None)
-                )
+                out.rejected.append(Rejection("bad_ts", f"ts {ts} out of range", index, item))
                 return
-        out.accepted.append(Observation(parts.kind, parts.device_id, channel, data, now_ms))
+        out.accepted.append(Observation(parts.kind, parts.device_id, parts.channel, data, now_ms))
 
 
 def _classify_bad_json(payload: bytes, exc: Exception) -> Rejection:

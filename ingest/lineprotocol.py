@@ -99,8 +99,14 @@ class LineFormatter:
         """The line an observation stores, or None (status changes feed the rules only)."""
         data = obs.data
         if obs.channel == "telemetry" and isinstance(data, Reading):
-            fields = [f"{name}={value!r}" for name, value in data.numeric_fields().items()]
-            on = getattr(data, "on", None)
+            # Validated numbers are floats already, so repr() writes them as floats.
+            values = data.__dict__
+            fields = [
+                f"{name}={values[name]!r}"
+                for name in data.number_fields
+                if values[name] is not None
+            ]
+            on = values.get("on")
             if on is not None:
                 fields.append("on=true" if on else "on=false")
             return f"{self._key(obs.kind, obs.device_id)} {','.join(fields)} {data.ts}".encode()

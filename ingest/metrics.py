@@ -1,14 +1,19 @@
-"""Prometheus counters of the ingest path (counters, not log lines, for throughput).
+"""Prometheus metrics of the ingest path (counters, not log lines, for throughput).
 
-Each service instance owns a CollectorRegistry, so tests can run several in one process.
-Label children are bound once: `.inc()` on a bound child is the cheap path.
+The per-message counters are plain integers read by a collector at scrape time: a Prometheus
+`Counter.inc()` takes a lock and cost more per message than spooling it. Each service instance owns
+its CollectorRegistry, so tests can run several in one process.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from collections.abc import Iterator
 
-from devices.kinds import KINDS
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from devices.kinds import CHANNELS, KINDS
 from ingest.decode import REASONS
 
 # `*_created` series double the /metrics page and say nothing a crew or operator needs.
@@ -19,29 +24,16 @@ class IngestMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.messages = Counter(
-            "streetwatch_messages_received", "MQTT messages received", registry=r
-        )
-        self._accepted = Counter(
-            "streetwatch_readings_accepted",
-            "Readings, events and status changes accepted",
-            ["kind", "channel"],
-            registry=r,
-        )
-        self._rejected = Counter(
-            "streetwatch_rejected",
-            "Rejected messages or readings, by reason",
-            ["reason"],
-            registry=r,
-        )
-        self.unregistered = Counter(
-            "streetwatch_unregistered_readings",
-            "Accepted readings from devices not in the registry",
-            registry=r,
-        )
-        self.points_written = Counter(
-            "streetwatch_points_written", "Points committed to the store", registry=r
-        )
+        # Hot counters: plain ints, bumped on the hot path, exported by _HotCounters.
+        self.messages = 0
+        self.unregistered = 0
+        self.points_written = 0
+        self.accepted: dict[tuple[str, str], int] = {
+            (kind, channel): 0 for kind in KINDS for channel in CHANNELS
+        }
+        self.rejected: dict[str, int] = dict.fromkeys(REASONS, 0)
+        r.register(_HotCounters(self))
+
         self._write_errors = Counter(
             "streetwatch_store_errors", "Store write failures, by class", ["error"], registry=r
         )
@@ -62,31 +54,47 @@ class IngestMetrics:
         self.store_up = Gauge(
             "streetwatch_store_up", "1 when the last store write succeeded", registry=r
         )
-        for reason in REASONS:
-            self._rejected.labels(reason=reason)
-        for kind in KINDS:
-            for channel in ("telemetry", "event", "status"):
-                self._accepted.labels(kind=kind, channel=channel)
-        self._accepted_children: dict[tuple[str, str], Counter] = {}
-        self._rejected_children: dict[str, Counter] = {}
 
-    def accepted(self, kind: str, channel: str) -> Counter:
-        key = (kind, channel)
-        child = self._accepted_children.get(key)
-        if child is None:
-            child = self._accepted_children[key] = self._accepted.labels(kind=kind, channel=channel)
-        return child
-
-    def rejected(self, reason: str) -> Counter:
-        child = self._rejected_children.get(reason)
-        if child is None:
-            child = self._rejected_children[reason] = self._rejected.labels(reason=reason)
-        return child
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
 
     def write_error(self, error: str) -> None:
         self._write_errors.labels(error=error).inc()
 
     def value(self, name: str, **labels: str) -> float:
-        """A sample's current value (for tests and the demo's summary)."""
+        """A sample's current value (for tests, health and the demo's summary)."""
         got = self.registry.get_sample_value(name, labels or None)
         return float(got or 0.0)
+
+
+class _HotCounters(Collector):
+    def __init__(self, m: IngestMetrics) -> None:
+        self.m = m
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        m = self.m
+        yield CounterMetricFamily(
+            "streetwatch_messages_received", "MQTT messages received", value=m.messages
+        )
+        accepted = CounterMetricFamily(
+            "streetwatch_readings_accepted",
+            "Readings, events and status changes accepted",
+            labels=["kind", "channel"],
+        )
+        for (kind, channel), n in sorted(m.accepted.items()):
+            accepted.add_metric([kind, channel], n)
+        yield accepted
+        rejected = CounterMetricFamily(
+            "streetwatch_rejected", "Rejected messages or readings, by reason", labels=["reason"]
+        )
+        for reason, n in sorted(m.rejected.items()):
+            rejected.add_metric([reason], n)
+        yield rejected
+        yield CounterMetricFamily(
+            "streetwatch_unregistered_readings",
+            "Accepted readings from devices not in the registry",
+            value=m.unregistered,
+        )
+        yield CounterMetricFamily(
+            "streetwatch_points_written", "Points committed to the store", value=m.points_written
+        )

@@ -63,12 +63,12 @@ class Pipeline:
     def take(self, topic: str, payload: bytes, now_ms: int | None = None) -> bool:
         """Process one message; True if it appended to the spool (then await durable before acking)."""
         metrics = self.metrics
-        metrics.messages.inc()
+        metrics.messages += 1
         if now_ms is None:
             now_ms = time.time_ns() // 1_000_000
         decoded = self.decoder.decode(topic, payload, now_ms)
         for rej in decoded.rejected:
-            metrics.rejected(rej.reason).inc()
+            metrics.reject(rej.reason)
             self.deadletter.write(
                 topic=topic,
                 reason=rej.reason,
@@ -81,10 +81,12 @@ class Pipeline:
             return False
         records: list[bytes] = []
         registry = self.registry
+        accepted = metrics.accepted
         for obs in decoded.accepted:
-            metrics.accepted(obs.kind, obs.channel).inc()
+            key = (obs.kind, obs.channel)
+            accepted[key] = accepted.get(key, 0) + 1
             if obs.device_id not in registry:
-                metrics.unregistered.inc()
+                metrics.unregistered += 1
             line = self.lines.line(obs)
             if line is not None:
                 records.append(line)

@@ -58,7 +58,7 @@ class Writer:
             self.idle.clear()
             await self._write_all(batch.records)
             self.spool.commit(batch)
-            self.metrics.points_written.inc(len(batch.records))
+            self.metrics.points_written += len(batch.records)
 
     async def _write_all(self, points: list[bytes]) -> None:
         """Write until the store has every point (or dead-lettered the ones it refuses)."""
@@ -106,7 +106,7 @@ class Writer:
         await self._write_all(points[half:])
 
     def _dead_letter(self, line: bytes, message: str) -> None:
-        self.metrics.rejected("store_rejected").inc()
+        self.metrics.reject("store_rejected")
         self.deadletter.write(
             topic="",
             reason="store_rejected",

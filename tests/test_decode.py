@@ -152,3 +152,9 @@ def test_no_json_object_crashes_the_decoder(body: dict[str, object]) -> None:
         out = D.decode(topic, payload, NOW)
         assert len(out.accepted) + len(out.rejected) == 1
         assert all(r.reason in REASONS for r in out.rejected)
+
+
+def test_nan_anywhere_is_refused_even_in_an_ignored_field() -> None:
+    assert reasons(LAMP, b'{"ts": 1, "on": true, "note": NaN}') == ["non_finite"]
+    assert reasons(LAMP, b'{"ts": 1, "on": true, "note": -Infinity}') == ["non_finite"]
+    assert reasons(LAMP, b'{"ts": 1, "on": true, "note": "NaN is fine in a string"}') == []
