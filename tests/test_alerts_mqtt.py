@@ -5,7 +5,6 @@ plus the in-memory hub, queue compaction and the SLA scheduler wiring."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -71,15 +70,8 @@ async def retained(port: int, wait: float = 0.4) -> dict[str, bytes]:
 
 
 def persistent(mosquitto: Mosquitto) -> Mosquitto:
-    """Make the fixture's broker keep retained messages across its restarts.
-
-    Started as root, Mosquitto drops to the `mosquitto` user and can then write neither its
-    persistence file nor its log into root's private temp dir: a restart forgets every retained
-    message (tests/servers.py should say `user root` in that case; reported to its owner).
-    """
-    if os.geteuid() == 0 and "user root" not in mosquitto.extra:
-        mosquitto.extra.append("user root")
-        mosquitto.restart()
+    """The fixture's broker keeps retained messages across restarts (tests/servers.py stays root
+    when run as root, so Mosquitto can write its persistence file)."""
     return mosquitto
 
 
