@@ -130,7 +130,10 @@ def test_a_lamp_fault_and_a_flooded_point_reach_mqtt_and_http(
         assert closed["state"] == "closed"
         watcher.wait(topic, lambda p: p == b"")  # closing removes the retained alert
         history = http(svc, "GET", f"/api/alerts/{alert['id']}/history")
-        assert history
+        trail = [(h["action"], h["who"], h["state_to"]) for h in history["items"]]
+        assert ("acknowledged", "control centre", "acknowledged") in trail
+        assert ("closed", "crew 3", "closed") in trail
+        assert [t[2] for t in trail][-1] == "closed"
     finally:
         pub.close()
         watcher.close()
