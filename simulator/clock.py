@@ -41,7 +41,9 @@ def parse_duration(text: str | float | int, *, option: str = "duration") -> floa
                 seconds += float(match.group(1)) * _UNIT_S[match.group(2)]
                 pos = match.end()
             if pos != len(raw) or not raw:
-                raise OptionError(f"--{option}: {text!r} is not a duration like 12h, 90m, 45s")
+                raise OptionError(
+                    f"--{option}: {text!r} is not a duration like 12h, 90m, 45s"
+                ) from None
     if seconds < 0 or not math.isfinite(seconds):
         raise OptionError(f"--{option}: {text!r} must be a finite duration >= 0")
     return seconds

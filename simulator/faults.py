@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -185,7 +185,7 @@ def _pick(
     kind: str,
     wants: str,
     fleet: Fleet,
-    cabinets: dict[str, list[object]],
+    cabinets: Mapping[str, object],
     taken: set[str],
     rng: random.Random,
 ) -> str:

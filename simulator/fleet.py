@@ -147,14 +147,11 @@ def generate_fleet(
     rng = random.Random(f"fleet:{seed}")
     devices: list[Device] = []
     for road, count in zip(ROADS, _split(lamps, [r.weight for r in ROADS]), strict=True):
-        cabinet_no = 0
-        left = count
+        # Cabinets of ~20-40 lamps: a feeder circuit's worth, sized a little differently each.
+        n_cabinets = max(1, round(count / 30)) if count else 0
+        sizes = _split(count, [rng.uniform(0.7, 1.3) for _ in range(n_cabinets)])
         index = 0
-        while left > 0:
-            cabinet_no += 1
-            size = min(left, rng.randint(20, 40))
-            if 0 < left - size < 12:  # no runt cabinet at the road's end: fold it in
-                size = left
+        for cabinet_no, size in enumerate(sizes, start=1):
             cabinet = f"C-{road.code}-{cabinet_no:02d}"
             rated = rng.choice(road.rated_w)
             for _ in range(size):
@@ -176,7 +173,6 @@ def generate_fleet(
                         report_interval_s=report_interval_s,
                     )
                 )
-            left -= size
     for n in range(waterlevel):
         point, road_name = WATER_POINTS[n % len(WATER_POINTS)]
         road = ROAD_BY_NAME[road_name]

@@ -137,6 +137,7 @@ class _Connection:
         self.client: aiomqtt.Client | None = None
         self.window = asyncio.Semaphore(options.window)
         self.pending: set[asyncio.Task[None]] = set()
+        self.closing: set[asyncio.Future[None]] = set()
         self.lock = asyncio.Lock()
 
     async def connect(self, *, retry: bool) -> aiomqtt.Client:
@@ -188,7 +189,9 @@ class _Connection:
                 self.stats.failed += 1
                 if self.client is client:
                     self.client = None  # reconnect on the next publish
-                    asyncio.ensure_future(_close_quietly(client))
+                    closing = asyncio.ensure_future(_close_quietly(client))
+                    self.closing.add(closing)
+                    closing.add_done_callback(self.closing.discard)
             else:
                 self.stats.acked += 1
                 self.stats.latencies.append(time.perf_counter() - sent_at)

@@ -21,6 +21,7 @@ import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
@@ -134,7 +135,7 @@ def generate(plan: RunPlan) -> Iterator[Message]:
     def offset_of(t_s: float) -> int:
         return round(t_s / scale * 1000)
 
-    def faults_at(ts_ms: int, device_id: str) -> list[Fault]:
+    def faults_at(ts_ms: int, *, device_id: str) -> list[Fault]:
         return index.active(device_id, sim_s(ts_ms - start))
 
     sims: dict[str, LampSim | WaterSim] = {}
@@ -175,7 +176,7 @@ def generate(plan: RunPlan) -> Iterator[Message]:
             now_s = sim_s(offset_ms)
             if not index.silent(device_id, now_s):
                 if isinstance(sim, LampSim):
-                    body = sim.reading(ts, lambda t, d=device_id: faults_at(t, d))
+                    body = sim.reading(ts, partial(faults_at, device_id=device_id))
                 else:
                     body = sim.reading(ts, now_s, index.active(device_id, now_s))
                 topic = device_topic(plan.prefix, kinds[device_id], device_id, "telemetry")

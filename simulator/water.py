@@ -39,7 +39,7 @@ class WaterSim:
         self.rng = random.Random(f"{seed}:water:{device.device_id}")
         rng = random.Random(f"{seed}:water-site:{device.device_id}")
         p = dict(params or {})
-        self.gain = p.get("gain", rng.uniform(0.25, 1.2))
+        self.gain = p.get("gain", rng.uniform(0.15, 1.0))
         self.tau_s = p.get("tau_s", rng.uniform(600.0, 1500.0))
         self.capacity_cm_min = p.get("capacity_cm_min", rng.uniform(0.2, 0.5))
         self.full_at_cm = p.get("full_at_cm", 5.0)

@@ -1,0 +1,473 @@
+"""`streetwatch simulate` and `streetwatch record` (registered by streetwatch.cli).
+
+    simulate                         a generated city (790 lamps, 12 points) at 60× to the broker
+    simulate --dry-run --seed 3      the same stream as JSONL on stdout (byte-identical per seed)
+    simulate --scenario storm --check --api http://127.0.0.1:8080
+    simulate --fault cabinet_out@23:30+90m --fault malformed:W-JAQ-01@1h,reason=not_utf8
+    simulate --write-registry city.csv   write the generated fleet for the service, and exit
+    simulate --replay night.jsonl --speed 10 --shift-to-now
+    simulate --rate 30000 --duration 30s  load mode
+    record --out night.jsonl --duration 1h
+
+Broker and prefix default to the service's own environment (STREETWATCH_MQTT__HOST, …__PORT,
+…__TOPIC_PREFIX), else 127.0.0.1:1883 and city/jining.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from devices.location import LocationConfig
+from simulator.clock import parse_duration, parse_speed, parse_start
+from simulator.errors import SimulatorError
+from simulator.faults import FAULT_KINDS, parse_fault_spec, resolve_faults
+from simulator.fleet import (
+    DEFAULT_LAMPS,
+    DEFAULT_WATERLEVEL,
+    generate_fleet,
+    load_fleet,
+    write_registry,
+)
+from simulator.lamp import DEFAULT_DIMMING, parse_dimming
+from simulator.malformed import DEVICE_REASONS
+from simulator.progress import RunProgress, summary_lines
+from simulator.publish import BrokerOptions, JsonlSink, MqttSink, SendStats, play
+from simulator.storm import Storm
+from simulator.stream import DEFAULT_PREFIX, Message, RunPlan, generate
+
+DEFAULT_START = "2026-07-15T18:00+08:00"
+
+
+def _env(key: str, default: str) -> str:
+    return os.environ.get(f"STREETWATCH_MQTT__{key}", default)
+
+
+def _add_broker_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("broker")
+    g.add_argument("--host", default=_env("HOST", "127.0.0.1"))
+    g.add_argument("--port", type=int, default=int(_env("PORT", "1883")))
+    g.add_argument("--username", default=os.environ.get("STREETWATCH_MQTT__USERNAME"))
+    g.add_argument("--password", default=os.environ.get("STREETWATCH_MQTT__PASSWORD"))
+    g.add_argument("--prefix", default=_env("TOPIC_PREFIX", DEFAULT_PREFIX), help="topic prefix")
+    g.add_argument("--mqtt-version", default="3.1.1", choices=["3.1.1", "5"], help="MQTT protocol")
+    g.add_argument("--client-id", default=None, help="prefix of the MQTT client ids")
+
+
+def register(subparsers: Any) -> None:
+    """Add `simulate` and `record` to the `streetwatch` command."""
+    sim = subparsers.add_parser(
+        "simulate",
+        help="simulated lamps and waterlogging points: publish, dry-run, replay, scenarios, load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fleet = sim.add_argument_group("fleet")
+    fleet.add_argument("--registry", help="drive the devices of this registry CSV")
+    fleet.add_argument("--lamps", type=int, default=DEFAULT_LAMPS, help="generated lamps")
+    fleet.add_argument(
+        "--waterlevel", type=int, default=DEFAULT_WATERLEVEL, help="generated points"
+    )
+    fleet.add_argument(
+        "--report-interval", default="300s", help="generated devices' report interval"
+    )
+    fleet.add_argument(
+        "--write-registry", metavar="FILE", help="write the fleet as a registry CSV and exit"
+    )
+    when = sim.add_argument_group("time")
+    when.add_argument(
+        "--start",
+        default=None,
+        help=f"2026-07-15T18:00+08:00, now or now-12h (default {DEFAULT_START})",
+    )
+    when.add_argument("--duration", default=None, help="12h, 90m, … (default 12h)")
+    when.add_argument("--speed", default="60", help="times real time, or max (default 60)")
+    when.add_argument("--seed", type=int, default=None, help="same seed, same bytes (default 1)")
+    world = sim.add_argument_group("world")
+    world.add_argument(
+        "--storm",
+        action="append",
+        default=[],
+        metavar="AT+DURATION[,total=MM][,peak=F][,points=ID|ID]",
+        help="a Chicago design storm, e.g. 1h+2h,total=80,peak=0.4",
+    )
+    world.add_argument(
+        "--dimming", default=None, help='dimming plan, e.g. "00:00-04:30=50" ("" = none)'
+    )
+    world.add_argument("--lat", type=float, default=None, help="latitude (default Jining)")
+    world.add_argument("--lon", type=float, default=None, help="longitude")
+    world.add_argument("--tz", default=None, help="time zone (default Asia/Shanghai)")
+    world.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND[:TARGET][@AT][+FOR][,k=v]",
+        help=f"inject a fault; kinds: {', '.join(FAULT_KINDS)}",
+    )
+    world.add_argument(
+        "--max-payload-bytes", type=int, default=262_144, help="the service's limit (malformed)"
+    )
+    scen = sim.add_argument_group("scenario")
+    scen.add_argument("--scenario", help="a shipped scenario (clear-night, storm) or a YAML file")
+    scen.add_argument("--check", action="store_true", help="compare expected and raised alerts")
+    scen.add_argument("--api", default="http://127.0.0.1:8080", help="the service's HTTP API")
+    scen.add_argument("--check-timeout", default="60s", help="how long to wait for alerts")
+    out = sim.add_argument_group("output")
+    out.add_argument("--dry-run", action="store_true", help="write JSONL instead of publishing")
+    out.add_argument("--out", help="JSONL file for --dry-run (default stdout)")
+    out.add_argument("--replay", metavar="FILE", help="publish a recording (JSONL)")
+    out.add_argument("--shift-to-now", action="store_true", help="move replayed ts to now")
+    out.add_argument("--connections", type=int, default=None, help="MQTT connections")
+    out.add_argument("--window", type=int, default=None, help="publishes in flight per connection")
+    out.add_argument("--no-progress", action="store_true")
+    load = sim.add_argument_group("load")
+    load.add_argument("--rate", default=None, help="load mode: msg/s (or max)")
+    load.add_argument("--processes", type=int, default=1, help="load mode processes")
+    load.add_argument("--devices", type=int, default=5000, help="load mode distinct lamps")
+    _add_broker_args(sim)
+    sim.set_defaults(handler=simulate_command)
+
+    rec = subparsers.add_parser(
+        "record", help="capture live device traffic from a broker into replayable JSONL"
+    )
+    rec.add_argument("--out", required=True, help="JSONL file ('-' for stdout)")
+    rec.add_argument("--topic", action="append", default=None, help="topic filter(s)")
+    rec.add_argument("--duration", default=None, help="stop after this long")
+    rec.add_argument("--count", type=int, default=None, help="stop after this many messages")
+    rec.add_argument("--include-alerts", action="store_true", help="keep {prefix}/alerts/…")
+    _add_broker_args(rec)
+    rec.set_defaults(handler=record_command)
+
+
+def _broker(args: argparse.Namespace, *, connections: int = 4, window: int = 100) -> BrokerOptions:
+    return BrokerOptions(
+        host=args.host,
+        port=args.port,
+        username=args.username,
+        password=args.password,
+        protocol=args.mqtt_version,
+        client_id=args.client_id,
+        connections=connections,
+        window=window,
+    )
+
+
+def _location(args: argparse.Namespace) -> LocationConfig:
+    base = LocationConfig()
+    return base.model_copy(
+        update={
+            k: v
+            for k, v in (("latitude", args.lat), ("longitude", args.lon), ("timezone", args.tz))
+            if v is not None
+        }
+    )
+
+
+def parse_storm(text: str) -> Storm:
+    """`AT+DURATION[,total=80][,peak=0.4][,points=W-A|W-B]`."""
+    head, *params = text.split(",")
+    at, _, length = head.partition("+")
+    opts = dict(p.split("=", 1) for p in params if "=" in p)
+    try:
+        return Storm(
+            start_s=parse_duration(at or "0", option="storm"),
+            duration_s=parse_duration(length or "2h", option="storm"),
+            total_mm=float(opts.get("total", 80)),
+            peak=float(opts.get("peak", 0.4)),
+            points=tuple(opts["points"].split("|")) if "points" in opts else None,
+        )
+    except ValueError as exc:
+        raise SimulatorError(f"--storm {text!r}: {exc}") from exc
+
+
+def build_plan(args: argparse.Namespace) -> tuple[RunPlan, Any]:
+    """The run plan from the options (or a scenario with the options' overrides)."""
+    location = _location(args)
+    if args.scenario:
+        from simulator.scenario import load_scenario
+
+        scenario = load_scenario(
+            args.scenario,
+            location=location,
+            start=args.start,
+            duration=args.duration,
+            seed=args.seed,
+            prefix=args.prefix,
+        )
+        plan = scenario.plan
+        if args.fault:
+            extra = resolve_faults(
+                [parse_fault_spec(f) for f in args.fault],
+                plan.fleet,
+                start_ms=plan.start_ms,
+                tz=location.timezone,
+                seed=plan.seed,
+            )
+            plan.faults = [*plan.faults, *extra]
+        plan.storms = [*plan.storms, *(parse_storm(s) for s in args.storm)]
+        plan.max_payload_bytes = args.max_payload_bytes
+        return plan, scenario
+    seed = 1 if args.seed is None else args.seed
+    if args.registry:
+        fleet = load_fleet(args.registry)
+    else:
+        fleet = generate_fleet(
+            args.lamps,
+            args.waterlevel,
+            seed=seed,
+            report_interval_s=parse_duration(args.report_interval, option="report-interval"),
+        )
+    start_ms = parse_start(args.start or DEFAULT_START, tz=location.timezone)
+    faults = resolve_faults(
+        [parse_fault_spec(f) for f in args.fault],
+        fleet,
+        start_ms=start_ms,
+        tz=location.timezone,
+        seed=seed,
+    )
+    plan = RunPlan(
+        fleet=fleet,
+        start_ms=start_ms,
+        duration_s=parse_duration(args.duration or "12h"),
+        seed=seed,
+        prefix=args.prefix,
+        location=location,
+        faults=faults,
+        storms=[parse_storm(s) for s in args.storm],
+        dimming=DEFAULT_DIMMING if args.dimming is None else parse_dimming(args.dimming),
+        max_payload_bytes=args.max_payload_bytes,
+    )
+    return plan, None
+
+
+def simulate_command(args: argparse.Namespace) -> int:
+    try:
+        return _simulate(args)
+    except SimulatorError as exc:
+        print(f"streetwatch simulate: {exc}", file=sys.stderr)
+        return 2
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    speed = parse_speed(args.speed)
+    if args.rate is not None:
+        return _load(args)
+    if args.replay:
+        return _replay(args, speed)
+    plan, scenario = build_plan(args)
+    if args.write_registry:
+        write_registry(plan.fleet.devices, args.write_registry)
+        print(
+            f"wrote {len(plan.fleet)} devices ({len(plan.fleet.lamps)} lamps, "
+            f"{len(plan.fleet.waterlevel)} waterlevel) to {args.write_registry}",
+            file=sys.stderr,
+        )
+        return 0
+    if args.dry_run:
+        return _dry_run(plan, args.out)
+    progress = RunProgress(
+        enabled=not args.no_progress,
+        start_ms=plan.start_ms,
+        duration_s=plan.duration_s,
+        tz=plan.location.timezone,
+        label=scenario.name if scenario is not None else "simulating",
+    )
+    _warn_future(plan, speed)
+    sink = MqttSink(_broker(args, connections=args.connections or 4, window=args.window or 100))
+    stats = asyncio.run(_publish(generate(plan), sink, speed, progress))
+    for line in summary_lines(stats, what="published", published=True):
+        print(line, file=sys.stderr)
+    if args.check:
+        if scenario is None:
+            print("streetwatch simulate: --check needs --scenario", file=sys.stderr)
+            return 2
+        return _check(args, scenario)
+    return 0 if stats.failed == 0 else 1
+
+
+def _warn_future(plan: RunPlan, speed: float) -> None:
+    """The ingest rejects readings > 5 min ahead of its clock: say so before sending them."""
+    now_ms = time.time() * 1000
+    span_ms = (plan.duration_s or 0) * 1000
+    worst = plan.start_ms - now_ms + span_ms * (1 - (0 if math.isinf(speed) else 1 / speed))
+    if worst > 300_000:
+        print(
+            "streetwatch simulate: warning: at this --start and --speed, timestamps run up to "
+            f"{worst / 60000:.0f} min ahead of now; the service rejects those as ts_in_future "
+            "(use --start now-12h, or an earlier start)",
+            file=sys.stderr,
+        )
+
+
+async def _publish(messages: Any, sink: MqttSink, speed: float, progress: RunProgress) -> SendStats:
+    await sink.open()
+    with progress:
+        return await play(messages, sink, speed=speed, on_progress=progress.update)
+
+
+def _dry_run(plan: RunPlan, out: str | None) -> int:
+    handle: IO[bytes]
+    if out is None or out == "-":
+        handle = sys.stdout.buffer
+        sink = JsonlSink(handle)
+        for message in generate(plan):
+            sink.write(message)
+        handle.flush()
+    else:
+        with open(out, "wb") as handle:
+            sink = JsonlSink(handle)
+            for message in generate(plan):
+                sink.write(message)
+    sink.stats.finished = time.monotonic()
+    for line in summary_lines(sink.stats, what="dry run", published=False):
+        print(line, file=sys.stderr)
+    return 0
+
+
+def _check(args: argparse.Namespace, scenario: Any) -> int:
+    from simulator.check import report_lines, run_check
+
+    result = asyncio.run(
+        run_check(
+            args.api,
+            scenario.expected,
+            scenario.scope,
+            timeout_s=parse_duration(args.check_timeout, option="check-timeout"),
+        )
+    )
+    for line in report_lines(result):
+        print(line)
+    return 0 if result.ok else 1
+
+
+def _replay(args: argparse.Namespace, speed: float) -> int:
+    from simulator.replay import read_recording, recording_base_ms, shift_delta_ms, shifted
+
+    messages = list(read_recording(args.replay))
+    if not messages:
+        print(f"streetwatch simulate: {args.replay} holds no messages", file=sys.stderr)
+        return 2
+    first = messages[0].offset_ms
+    messages = [Message(m.offset_ms - first, m.topic, m.payload, m.retain) for m in messages]
+    stream: Any = messages
+    if args.shift_to_now:
+        base = recording_base_ms(messages)
+        if base is not None:
+            delta = shift_delta_ms(base, messages[-1].offset_ms, int(time.time() * 1000), speed)
+            stream = shifted(messages, delta)
+    progress = RunProgress(
+        enabled=not args.no_progress,
+        duration_s=messages[-1].offset_ms / 1000,
+        label=f"replay {Path(args.replay).name}",
+    )
+    if args.dry_run:
+        if args.out and args.out != "-":
+            with open(args.out, "wb") as handle:
+                for message in stream:
+                    handle.write(message.to_jsonl())
+        else:
+            for message in stream:
+                sys.stdout.buffer.write(message.to_jsonl())
+            sys.stdout.buffer.flush()
+        return 0
+    mqtt = MqttSink(_broker(args, connections=args.connections or 4, window=args.window or 100))
+    stats = asyncio.run(_publish(stream, mqtt, speed, progress))
+    for line in summary_lines(stats, what="replayed", published=True):
+        print(line, file=sys.stderr)
+    return 0 if stats.failed == 0 else 1
+
+
+def _load(args: argparse.Namespace) -> int:
+    from simulator.load import LoadOptions, run_load
+
+    rate = parse_speed(args.rate)  # same grammar: a number or max
+    duration = parse_duration(args.duration or "30s")
+    opts = LoadOptions(
+        host=args.host,
+        port=args.port,
+        username=args.username,
+        password=args.password,
+        prefix=args.prefix,
+        rate=rate,
+        duration_s=duration,
+        connections=args.connections or 16,
+        processes=max(1, args.processes),
+        devices=max(1, args.devices),
+        window=args.window or 1000,
+        client_id=args.client_id or f"streetwatch-load-{os.getpid()}",
+    )
+    progress = RunProgress(enabled=not args.no_progress, label="load", total=duration)
+    t0 = time.monotonic()
+    with progress:
+        result = run_load(
+            opts, lambda sent, acked: progress.update_load(sent, acked, time.monotonic() - t0)
+        )
+    pct = result.percentiles()
+    target = "max" if math.isinf(rate) else f"{rate:,.0f}"
+    print(
+        f"load: target {target} msg/s over {opts.connections} connections x {opts.processes} "
+        f"process(es), {duration:.0f} s"
+    )
+    print(
+        f"  sent {result.sent:,}, acked {result.acked:,} (QoS 1) in {result.total_s:.2f} s: "
+        f"achieved {result.rate:,.0f} msg/s"
+    )
+    print("  ack latency " + ", ".join(f"p{q:g} {v * 1000:.2f} ms" for q, v in pct.items()))
+    for error in result.errors:
+        print(f"  error: {error}", file=sys.stderr)
+    return 0 if result.acked == result.sent else 1
+
+
+def record_command(args: argparse.Namespace) -> int:
+    from simulator.record import record
+
+    duration = None if args.duration is None else parse_duration(args.duration)
+    options = _broker(args)
+    if options.client_id is None:
+        options = BrokerOptions(
+            **{**_asdict(options), "client_id": f"streetwatch-record-{os.getpid()}"}
+        )
+    try:
+        if args.out == "-":
+            count = asyncio.run(
+                record(
+                    options,
+                    sys.stdout.buffer,
+                    prefix=args.prefix,
+                    topics=args.topic,
+                    duration_s=duration,
+                    count=args.count,
+                    include_alerts=args.include_alerts,
+                )
+            )
+        else:
+            with open(args.out, "wb") as handle:
+                count = asyncio.run(
+                    record(
+                        options,
+                        handle,
+                        prefix=args.prefix,
+                        topics=args.topic,
+                        duration_s=duration,
+                        count=args.count,
+                        include_alerts=args.include_alerts,
+                    )
+                )
+    except SimulatorError as exc:
+        print(f"streetwatch record: {exc}", file=sys.stderr)
+        return 2
+    print(f"recorded {count:,} messages", file=sys.stderr)
+    return 0
+
+
+def _asdict(options: BrokerOptions) -> dict[str, Any]:
+    return {name: getattr(options, name) for name in options.__dataclass_fields__}
+
+
+__all__ = ["DEVICE_REASONS", "build_plan", "parse_storm", "register"]
