@@ -191,8 +191,12 @@ class MqttReceiver:
         await pipeline.ready()
         wrote = False
         try:
-            for _, topic, payload in batch:
+            for i, (_, topic, payload) in enumerate(batch):
                 wrote |= pipeline.take(topic, payload)
+                if i % 128 == 127:
+                    # One socket read can carry a thousand messages: let the alert publisher and
+                    # the HTTP API run between slices, so an alert never waits for the whole read.
+                    await asyncio.sleep(0)
             if wrote:
                 await pipeline.spool.durable()
         except SpoolError:
