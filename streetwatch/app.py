@@ -12,6 +12,7 @@ import gc
 import logging
 import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -132,8 +133,7 @@ class Service:
             config = uvicorn.Config(
                 self.http_app, host=http.host, port=http.port, log_level="warning", lifespan="off"
             )
-            self._http = uvicorn.Server(config)
-            self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            self._http = _HttpServer(config)
             self._spawn(self._http.serve(), "http")
         self._spawn(self.receiver.run(), "mqtt-connect")
 
@@ -226,6 +226,15 @@ async def run_service(settings: Settings, ready: asyncio.Event | None = None) ->
     await service.stop()
     log.info("stopped")
     return 0
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: SIGTERM belongs to run_service, which stops MQTT
+    first and the HTTP server last (uvicorn would otherwise stop itself first and re-raise)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class _EngineCollector:

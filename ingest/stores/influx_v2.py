@@ -46,7 +46,7 @@ class InfluxV2Store:
             bucket=self.config.bucket,
             org=self.config.org or "-",
             record=body,
-            write_precision=WritePrecision.MS,
+            write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # a str constant
         )
 
     async def write(self, lines: list[bytes]) -> None:
