@@ -72,7 +72,7 @@ def oracle_alerts(plan: RunPlan, messages: list[Message]) -> set[tuple[str, str]
             value = body.get(required)
             ok = isinstance(value, bool) if dev.kind == "lamp" else type(value) is float
             if ok and all(not isinstance(v, str) for v in body.values()):
-                if dev.kind == "waterlevel" and not 0 <= value <= 500:
+                if dev.kind == "waterlevel" and not 0 <= float(value or 0) <= 500:
                     continue
                 dev.readings.append((body["ts"], body))
         elif channel == "status" and body.get("online") is False:
@@ -151,7 +151,7 @@ def oracle_alerts(plan: RunPlan, messages: list[Message]) -> set[tuple[str, str]
                 stuck = CFG.sensor_stuck
                 same = held["stuck"]
                 if same.since is None or same.count != depth or depth in stuck.skip_values:
-                    same.since, same.count = ts, depth  # type: ignore[assignment]
+                    same.since, same.count = ts, depth
                 elif ts - same.since >= stuck.unchanged_for_s * 1000:
                     out.add(("sensor_stuck", device_id))
                 low = CFG.battery_low
