@@ -50,12 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_arg(check)
 
-    try:
-        from simulator.cli import register as register_simulator
-    except ImportError:  # pragma: no cover - the simulator is part of the package
-        register_simulator = None
-    if register_simulator is not None:
-        register_simulator(sub)
+    from simulator.cli import register as register_simulator
+
+    register_simulator(sub)
     return parser
 
 
