@@ -144,7 +144,9 @@ async def test_broker_outage_queues_then_flushes(tmp_path: Path, mosquitto: Mosq
     assert alerting.store.open_alerts()[0].value == 69.0
 
     mosquitto.start()  # same port, same persistence file
-    await until(lambda: mqtt.queued == 0 and mqtt.connected, timeout=15)
+    # queued == 0 only says the last window left the queue; wait for its PUBACKs too (1 + 50 + the
+    # second alert's raise and dispatch = 53 changes), or a fresh subscriber may see them live.
+    await until(lambda: mqtt.queued == 0 and mqtt.connected and mqtt.published >= 53, timeout=15)
     seen = await retained(mosquitto.port)
     assert orjson.loads(seen[alert_topic(PREFIX, "water_level", "wl-001")])["value"] == 69.0
     wl2_body = orjson.loads(seen[alert_topic(PREFIX, "water_level", "wl-002")])
