@@ -5,14 +5,16 @@
     ├── Hub                  in-memory broadcast to asyncio subscribers (SSE, the control-centre page)
     └── MqttOutlet           (mqtt_outlet.py) retained messages on {prefix}/alerts/{rule}/{device}
 
-`publish` is called right after the change is committed to the store, on the caller's thread: normally
-the event loop (the rule engine on the ingest hot path), in tests possibly another thread. So it must
-not block, and outlets that touch asyncio objects hand over with `call_soon_threadsafe`.
+`publish` is called right after the change is committed to the store, on the caller's thread (normally
+the event loop: the rule engine on the ingest hot path; an HTTP action runs in the thread pool), with the
+store's lock still held, so outlets are handed changes in audit-seq order. So it must not block, and
+outlets that touch asyncio objects hand over through the loop's queue (`call_soon_threadsafe`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -87,10 +89,16 @@ class Subscription:
         self._ready.set()
 
     def offer(self, item: tuple[Alert, Change]) -> None:
-        if _on_loop(self._loop):
-            self._put(item)
-        else:
-            self._loop.call_soon_threadsafe(self._put, item)
+        # Always through the loop's queue, even from the loop itself: a change made on another
+        # thread (an HTTP action in the thread pool) is queued there too, so the order in which
+        # the store hands changes out (seq order) is the order a subscriber reads them.
+        try:
+            if _on_loop(self._loop):
+                self._loop.call_soon(self._put, item)
+            else:
+                self._loop.call_soon_threadsafe(self._put, item)
+        except RuntimeError:  # the loop is closed: nobody is reading any more
+            self.closed = True
 
     async def get(self) -> tuple[Alert, Change]:
         while not self._items:
@@ -115,7 +123,8 @@ class Subscription:
         if _on_loop(self._loop):
             self._ready.set()
         else:
-            self._loop.call_soon_threadsafe(self._ready.set)
+            with contextlib.suppress(RuntimeError):  # a closed loop has no reader to wake
+                self._loop.call_soon_threadsafe(self._ready.set)
 
     def __enter__(self) -> Subscription:
         return self
@@ -131,11 +140,15 @@ class Hub:
         self.maxsize = maxsize
         self._subs: list[Subscription] = []
         self._lock = threading.Lock()
+        self.closed = False  # set by close(): new subscriptions end at once (service stopping)
 
     def subscribe(self, maxsize: int | None = None) -> Subscription:
         """Call from the event loop that will read the subscription."""
         sub = Subscription(self, maxsize or self.maxsize, asyncio.get_running_loop())
         with self._lock:
+            if self.closed:
+                sub.closed = True
+                return sub
             self._subs = [*self._subs, sub]
         return sub
 
@@ -151,6 +164,13 @@ class Hub:
         for sub in self._subs:
             sub.offer((alert, change))
 
+    def open(self) -> None:
+        """Take subscribers again after close() (the service started again)."""
+        self.closed = False
+
     def close(self) -> None:
+        """End every subscription (their readers get what was queued, then the end)."""
+        with self._lock:
+            self.closed = True
         for sub in list(self._subs):
             sub.close()

@@ -3,6 +3,7 @@
     alerting = Alerting(settings, registry)       # no I/O here
     engine = RuleEngine(..., sink=alerting.sink)  # the rule engine's ConditionSink
     app.include_router(alerting.router)           # /api/alerts...
+    app.include_router(alerting.stream_router)    # /api/alerts/stream (server-sent events)
     await alerting.start()                        # open the store, scheduler, MQTT publisher
     ...
     await alerting.aclose()                       # flush and stop (a few seconds at most)
@@ -28,6 +29,7 @@ from alerts.mqtt_outlet import CURSOR, MqttOutlet
 from alerts.outlets import Fanout, Hub
 from alerts.sla import SlaPolicy
 from alerts.store import AlertStore
+from alerts.stream import build_stream_router
 from devices.registry import Registry
 from rules.signals import Condition, ConditionSink
 
@@ -68,6 +70,7 @@ class Alerting:
     Attributes:
         sink: the `ConditionSink` to hand to the rule engine.
         router: the FastAPI APIRouter (`/api/alerts...`) to mount on the app.
+        stream_router: `GET /api/alerts/stream` (server-sent events, `alerts.stream`); mount it too.
         store: the `AlertStore` (list/get/history and ack/dispatch/resolve/close).
         outlets: the `Fanout` every change goes to; add outlets (SSE, crew notices) here.
         hub: the in-memory broadcast (already in `outlets`); `hub.subscribe()` for SSE.
@@ -107,6 +110,9 @@ class Alerting:
             max_limit=config.max_limit,
             enabled=self.enabled,
         )
+        self.stream_router = build_stream_router(
+            self.store, self.hub, replay_max=config.max_limit, enabled=self.enabled
+        )
         self.mqtt: MqttOutlet | None = None
         if self.enabled and config.mqtt.enabled:
             self.mqtt = MqttOutlet(
@@ -123,6 +129,7 @@ class Alerting:
         if not self.enabled or self.started:
             return
         self.store.open()
+        self.hub.open()
         if self.mqtt is not None:
             cursor = self.store.get_cursor(CURSOR)
             if cursor is None:

@@ -188,11 +188,11 @@ class AlertStore:
                 if outcome is None:
                     return
                 alert, change = self._commit(outcome)
+                self._hand_out(alert, change)
         except Exception:
             self.sink_errors += 1
             log.exception("alert store failed on condition %s/%s", condition.rule, condition.device)
             return
-        self._hand_out(alert, change)
 
     def reconcile(self, held: Iterable[Condition], at_ms: int | None = None) -> int:
         """Line the open alerts up with what the rule engine holds raised (call after it restored
@@ -249,7 +249,7 @@ class AlertStore:
                     raise AlertNotFound(alert_id)
                 current = found  # closed: the lifecycle refuses with InvalidTransition
             alert, change = self._commit(step(current, self.clock()))
-        self._hand_out(alert, change)
+            self._hand_out(alert, change)
         return alert
 
     # ---- time limits --------------------------------------------------------------------------
@@ -268,9 +268,8 @@ class AlertStore:
                     if outcome is None:
                         break
                     alert, change = self._commit(outcome)
+                    self._hand_out(alert, change)
                     done.append((alert, change))
-        for alert, change in done:
-            self._hand_out(alert, change)
         return [change for _, change in done]
 
     # ---- reading ------------------------------------------------------------------------------
@@ -449,6 +448,8 @@ class AlertStore:
         return alert, change
 
     def _hand_out(self, alert: Alert, change: Change) -> None:
+        # Called with the lock held, right after the commit: outlets see changes in seq order
+        # whichever thread made them (they must not block, so the lock is held for microseconds).
         if self.outlet is not None:
             try:
                 self.outlet.publish(alert, change)

@@ -78,6 +78,7 @@ class Service:
 
             self.alerting = Alerting(settings, self.registry)
             self.http_app.include_router(self.alerting.router)
+            self.http_app.include_router(self.alerting.stream_router)
             self.metrics.registry.register(self.alerting.collector)
             if settings.rules.enabled:
                 from rules.engine import RuleEngine
