@@ -84,6 +84,10 @@ async def run_demo(args: argparse.Namespace, config_path: str | None) -> int:
             "storage": {"backend": "sqlite", "data_dir": str(data_dir)},
             "http": {"host": host, "port": http_port, "enabled": True},
             "registry": {"path": str(registry)},
+            # The demo's report intervals are sped up (300 s / speed): the rules' event-time
+            # ordering slack must stay well below three of them, or sensors that report a moment
+            # after the first lamp would look "offline" from the start.
+            "rules": {"clock": {"delay_s": min(10.0, 300.0 / args.speed)}},
         },
     )
     broker = await _start_broker(host, mqtt_port)
