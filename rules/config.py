@@ -264,10 +264,17 @@ class ScheduleRule(RuleBase):
 
 class GroupRule(RuleBase):
     """When >= `min_count` devices sharing a registry `group_by` value go bad under any of the
-    `members` rules within `window_s`, raise one alert for the group and hold back theirs."""
+    `members` rules within `window_s`, raise one alert for the group and hold back theirs.
+
+    Members are schedule/threshold/absence rules, or event rules through `member_events`: an event
+    rule's alert counts as a member only while every event it has raised is one of those listed
+    (a lamp's last-gasp `supplyLoss` is the cabinet's fault; its `driverFailure` is its own).
+    """
 
     kind: Literal["group"] = "group"
     members: list[str] = Field(min_length=1)
+    # event rule id (one of `members`) -> the events that make its alert a group member
+    member_events: dict[str, Annotated[list[str], Field(min_length=1)]] = {}
     group_by: str = "cabinet"
     min_count: int = Field(3, ge=2)
     window_s: float = Field(120.0, gt=0)
@@ -361,7 +368,10 @@ class LampFaultRule(EventRule):
 
 class CabinetOutageRule(GroupRule):
     severity: Severity = "critical"
-    members: list[str] = Field(["lamp_dark", "device_offline"], min_length=1)
+    members: list[str] = Field(["lamp_dark", "device_offline", "lamp_fault"], min_length=1)
+    member_events: dict[str, Annotated[list[str], Field(min_length=1)]] = {
+        "lamp_fault": ["supplyLoss"]
+    }
     group_by: str = "cabinet"
     min_count: int = Field(3, ge=2)
     window_s: float = Field(120.0, gt=0)
@@ -492,15 +502,30 @@ class RulesConfig(BaseModel):
                 where = f"{rule_id}.members"
                 if member not in rules:
                     raise ValueError(f"{where}: no rule {member!r}")
-                if not isinstance(rules[member], ScheduleRule | ThresholdRule | AbsenceRule):
+                if isinstance(rules[member], EventRule):
+                    if member not in rule.member_events:
+                        raise ValueError(
+                            f"{where}: {member!r} is an event rule; list the events that make "
+                            f"it a member in {rule_id}.member_events.{member}"
+                        )
+                elif not isinstance(rules[member], ScheduleRule | ThresholdRule | AbsenceRule):
                     raise ValueError(
-                        f"{where}: {member!r} must be a schedule/threshold/absence rule"
+                        f"{where}: {member!r} must be a schedule/threshold/absence/event rule"
                     )
                 if member in grouped:
                     raise ValueError(
                         f"{where}: {member!r} is already a member of {grouped[member]}"
                     )
                 grouped[member] = rule_id
+            for member in rule.member_events:
+                where = f"{rule_id}.member_events.{member}"
+                if member not in rule.members:
+                    raise ValueError(
+                        f"{where}: {member!r} is not in {rule_id}.members (add it there, or "
+                        "drop it here)"
+                    )
+                if not isinstance(rules[member], EventRule):
+                    raise ValueError(f"{where}: only event rules take member_events")
         return self
 
     def all_rules(self) -> dict[str, RuleBase]:

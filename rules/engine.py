@@ -28,7 +28,7 @@ from devices.registry import Device, Registry
 from rules.clock import Timers, TimerTarget, Watermark
 from rules.config import AbsenceRule, GroupRule, RuleBase, RulesConfig
 from rules.errors import RuleStateError
-from rules.evaluators import AbsenceCheck, Evaluator, applies, make_evaluator
+from rules.evaluators import AbsenceCheck, Evaluator, EventCheck, applies, make_evaluator
 from rules.grouping import GroupTracker
 from rules.latch import ACTIVE, DeviceInfo, Env
 from rules.schedule import SunSchedule
@@ -73,12 +73,15 @@ class RuleEngine:
         self._rules: dict[str, RuleBase] = {}
         self._groups_rules: dict[str, GroupRule] = {}
         self._member_of: dict[str, str] = {}  # member rule id -> group rule id
+        self._member_events: dict[str, frozenset[str]] = {}  # event member rule id -> its events
         if config.enabled:
             for rule_id, rule in config.all_rules().items():
                 if isinstance(rule, GroupRule):
                     self._groups_rules[rule_id] = rule
                     for member in rule.members:
                         self._member_of[member] = rule_id
+                    for member, events in rule.member_events.items():
+                        self._member_events[member] = frozenset(events)
                 else:
                     self._rules[rule_id] = rule
         self._resolved: dict[tuple[str, str | None, str | None], RuleBase] = {}
@@ -263,6 +266,8 @@ class RuleEngine:
             group_id = self._member_of.get(rule_id)
             if group_id is not None:
                 evaluator.group = self._tracker(group_id, dev)
+                if isinstance(evaluator, EventCheck):
+                    evaluator.group_events = self._member_events.get(rule_id, frozenset())
             if isinstance(evaluator, AbsenceCheck):
                 assert isinstance(spec, AbsenceRule)
                 evaluator.track = track and spec.track_registered
@@ -350,10 +355,12 @@ class RuleEngine:
             if dev is not self._devices.get(dev.device_id):
                 continue  # the odd same-id-other-kind device is not persisted
             rows.append((dev.device_id, self._device_body(dev)))
+        # A group that ever told the sink something keeps its last_at (as a latch does), so that
+        # a restart cannot send its next Condition back in time.
         groups = [
             (rule, key, tracker.snapshot())
             for (rule, key), tracker in self._groups.items()
-            if tracker.open or tracker.due is not None
+            if tracker.open or tracker.due is not None or tracker.last_at
         ]
         meta = {
             "watermark": self.clock.value,

@@ -26,10 +26,12 @@ from rules.latch import (
     ACTIVE,
     BAD,
     GOOD,
+    HELD,
     IDLE,
     KEEP,
     SEVERITY_RANK,
     SKIP,
+    SUPPRESSED,
     DeviceInfo,
     Env,
     Latch,
@@ -526,9 +528,24 @@ class StuckCheck(Evaluator):
 
 
 class EventCheck(Evaluator):
-    """Active while the device reports a fault of its own raised (event channel)."""
+    """Active while the device reports a fault of its own raised (event channel).
 
-    __slots__ = ("base_severity", "by_event", "events", "ignore", "raised", "told")
+    As a group member (`member_events` of a group rule, e.g. cabinet_outage with supplyLoss), the
+    alert joins the group only while every raised event is one of `group_events`: it then waits out
+    the group's window and is held back while the group is open, like a dark lamp. Any other event
+    raised makes it the lamp's own fault: it goes out at once and leaves the group.
+    """
+
+    __slots__ = (
+        "base_severity",
+        "by_event",
+        "events",
+        "group_events",
+        "ignore",
+        "member",
+        "raised",
+        "told",
+    )
     channel = "event"
 
     def __init__(self, rule_id: str, spec: EventRule, dev: DeviceInfo, env: Env) -> None:
@@ -539,24 +556,55 @@ class EventCheck(Evaluator):
         self.base_severity: Severity = spec.severity
         self.raised: set[str] = set()
         self.told: tuple[frozenset[str], str] = (frozenset(), "")  # what the open alert says
+        self.group_events: frozenset[str] = frozenset()  # set by the engine with `group`
+        self.member = False  # this raise counts in the group (HELD / SUPPRESSED / ACTIVE member)
 
     def reading(self, data: Any, ts: int) -> None:
         name = data.event
         if name in self.ignore or (self.events is not None and name not in self.events):
             return
+        raised = self.raised
         if data.state == "raised":
-            self.raised.add(name)
+            raised.add(name)
         else:
-            self.raised.discard(name)
-        if self.raised:
+            raised.discard(name)
+        if raised:
             self.severity = max(
-                (self.by_event.get(e, self.base_severity) for e in self.raised),
+                (self.by_event.get(e, self.base_severity) for e in raised),
                 key=SEVERITY_RANK.__getitem__,
             )
+            if self.member and self.phase != IDLE and not raised <= self.group_events:
+                self._leave_group(ts)
         was_active = self.phase == ACTIVE
-        self.judge(BAD if self.raised else GOOD, ts, None)
-        if was_active and self.phase == ACTIVE and self.raised and self._signature() != self.told:
+        self.judge(BAD if raised else GOOD, ts, None)
+        if was_active and self.phase == ACTIVE and raised and self._signature() != self.told:
             self.emit(True, max(ts, self.raised_at))  # what is raised changed: an update
+
+    def _raise(self, at_ms: int) -> None:
+        if self.group is not None and self.raised <= self.group_events:
+            self.member = True
+            super()._raise(at_ms)  # HELD: waits out the group's window
+            return
+        self.member = False
+        self.clear_count = 0
+        self.onset = at_ms
+        self._open(at_ms)  # not (only) a supply event: the lamp's own fault, at once
+
+    def _leave_group(self, ts: int) -> None:
+        """A fault of the lamp's own joined the supply events: its alert goes out now."""
+        due = self.due
+        if due is not None and due <= ts:  # the window ran out before this event
+            self.due = None
+            self.fire(due)
+        self.member = False
+        if self.phase in (HELD, SUPPRESSED):
+            self.due = None
+            self._open(ts)
+        if self.group is not None:
+            self.group.member_good(self, ts)
+
+    def in_group(self) -> bool:
+        return self.member and super().in_group()
 
     def _signature(self) -> tuple[frozenset[str], str]:
         return frozenset(self.raised), self.severity
@@ -579,11 +627,15 @@ class EventCheck(Evaluator):
     def state(self) -> dict[str, Any]:
         if not self.raised and self.phase != ACTIVE:
             return {}
-        return {"raised": sorted(self.raised), "told": sorted(self.told[0])}
+        out: dict[str, Any] = {"raised": sorted(self.raised), "told": sorted(self.told[0])}
+        if self.member:
+            out["member"] = True
+        return out
 
     def load(self, data: dict[str, Any]) -> None:
         self.raised = {str(e) for e in data.get("raised", [])}
         self.told = (frozenset(str(e) for e in data.get("told", [])), self.severity)
+        self.member = bool(data.get("member", False))
 
 
 class _Deadline:

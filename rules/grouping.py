@@ -1,7 +1,8 @@
 """Group rules (cabinet_outage): many lamps of one cabinet going dark or offline are one fault.
 
-A lamp's member rule (lamp_dark, device_offline) that decides to raise goes HELD for the group's
-window first and reports its onset here. When `min_count` members' onsets fall within one window,
+A lamp's member rule (lamp_dark, device_offline, and lamp_fault while it reports only supply events
+such as the last-gasp supplyLoss) that decides to raise goes HELD for the group's window first and
+reports its onset here. When `min_count` members' onsets fall within one window,
 the group opens: one Condition with `device` = the cabinet id, and those lamps' own alerts are held
 back (SUPPRESSED) while it stays open; lamps of the cabinet that go bad later join it. The group
 clears once fewer than `min_count` members stayed bad for its window (and its min hold passed);
@@ -16,7 +17,7 @@ from collections import Counter
 from typing import Any
 
 from rules.config import GroupRule
-from rules.latch import ACTIVE, HELD, SUPPRESSED, Env, Latch
+from rules.latch import Env, Latch
 from rules.signals import Condition
 
 _GROUP_NOUN = {"cabinet": "Cabinet"}
@@ -184,7 +185,7 @@ class GroupTracker:
         if active:
             names = ", ".join(sorted(self.members)[:10])
             more = f" and {count - 10} more" if count > 10 else ""
-            message = f"{noun} {self.key}{where}: {count} devices dark or offline ({names}{more})"
+            message = f"{noun} {self.key}{where}: {count} devices dark, offline or without supply ({names}{more})"
         else:
             message = f"{noun} {self.key}{where}: back, fewer than {self.min_count} devices out"
         return Condition(
@@ -204,7 +205,7 @@ class GroupTracker:
 
     def adopt(self, latch: Latch) -> None:
         """After a restart: a restored member latch that is bad re-registers here."""
-        if latch.phase in (HELD, ACTIVE, SUPPRESSED):
+        if latch.in_group():
             self.bad.setdefault(latch.dev.device_id, {})[latch.rule_id] = latch
 
     def snapshot(self) -> dict[str, Any]:

@@ -285,6 +285,10 @@ class Latch:
         if self.group is not None:
             self.group.member_good(self, at_ms)
 
+    def in_group(self) -> bool:
+        """Whether this latch counts as bad in its group (re-registered there after a restart)."""
+        return self.phase in (HELD, ACTIVE, SUPPRESSED)
+
     def unsuppress(self, at_ms: int) -> None:
         """The group closed while this member is still bad: its own alert goes out now."""
         if self.phase == SUPPRESSED:

@@ -61,6 +61,36 @@ def test_issue_defaults() -> None:
         ({"rules": {"custom": {"lamp_dark": {"kind": "event"}}}}, "custom.lamp_dark"),
         ({"rules": {"custom": {"x": {"kind": "thresold", "field": "a"}}}}, "rules.custom.x"),
         ({"rules": {"cabinet_outage": {"members": ["nope"]}}}, "no rule 'nope'"),
+        (
+            {
+                "rules": {
+                    "cabinet_outage": {"members": ["lamp_dark", "lamp_fault"], "member_events": {}}
+                }
+            },
+            "cabinet_outage.member_events.lamp_fault",
+        ),
+        (
+            {"rules": {"cabinet_outage": {"members": ["lamp_dark", "device_offline"]}}},
+            "'lamp_fault' is not in cabinet_outage.members",
+        ),
+        (
+            {"rules": {"cabinet_outage": {"member_events": {"lamp_fault": []}}}},
+            "rules.cabinet_outage.member_events.lamp_fault",
+        ),
+        (
+            {
+                "rules": {
+                    "cabinet_outage": {
+                        "member_events": {"lamp_fault": ["supplyLoss"], "lamp_dark": ["x"]}
+                    }
+                }
+            },
+            "only event rules take member_events",
+        ),
+        (
+            {"rules": {"cabinet_outage": {"members": ["lamp_dark", "water_level"]}}},
+            "must be a schedule/threshold/absence/event rule",
+        ),
         ({"rules": {"battery_low": {"message": "{devise}"}}}, "{devise}"),
         ({"rules": {"custom": {"t": {"kind": "threshold", "field": "temperature"}}}}, "above"),
     ],

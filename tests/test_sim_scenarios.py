@@ -46,7 +46,7 @@ class _Device:
     kind: str
     readings: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     offline_at: list[int] = field(default_factory=list)
-    raised_events: list[int] = field(default_factory=list)
+    raised_events: list[tuple[int, str]] = field(default_factory=list)
 
 
 def oracle_alerts(plan: RunPlan, messages: list[Message]) -> set[tuple[str, str]]:
@@ -78,16 +78,23 @@ def oracle_alerts(plan: RunPlan, messages: list[Message]) -> set[tuple[str, str]
         elif channel == "status" and body.get("online") is False:
             dev.offline_at.append(body["ts"])
         elif channel == "event" and body.get("state") == "raised":
-            dev.raised_events.append(body["ts"])
+            dev.raised_events.append((body["ts"], str(body.get("event"))))
 
     sun = SunClock(plan.location)
     out: set[tuple[str, str]] = set()
     members: dict[str, list[tuple[int, str, str]]] = defaultdict(list)  # cabinet → (ts, rule, lamp)
     end_ms = plan.start_ms + int((plan.duration_s or 0) * 1000)
+    supply_events = set(CFG.cabinet_outage.member_events.get("lamp_fault", []))
     for device_id, dev in seen.items():
         meta = devices[device_id]
         if dev.raised_events and dev.kind == "lamp":
-            out.add(("lamp_fault", device_id))
+            # Supply events only (a last gasp): a cabinet_outage member; anything else: its own.
+            if meta.cabinet and {name for _, name in dev.raised_events} <= supply_events:
+                members[meta.cabinet].append(
+                    (min(ts for ts, _ in dev.raised_events), "lamp_fault", device_id)
+                )
+            else:
+                out.add(("lamp_fault", device_id))
         # device_offline: a will, or silence for `intervals` report intervals (to the run's end too)
         offline: list[int] = list(dev.offline_at)
         limit = CFG.device_offline.intervals * meta.report_interval_s * 1000
