@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,19 @@ from rules.grouping import GroupTracker
 from rules.latch import ACTIVE, DeviceInfo, Env
 from rules.schedule import SunSchedule
 from rules.signals import Condition, ConditionSink
-from rules.state import StateFile
+from rules.state import EncodedState, StateFile, encode
 
 log = logging.getLogger(__name__)
 
 _REGISTRY_VALUES = ("rated_w", "lat", "lon", "report_interval_s", "road", "cabinet", "point")
+
+
+@dataclass(slots=True)
+class StateBatch:
+    """What one save writes: the devices it covers (to requeue on failure) and the encoded rows."""
+
+    devices: list[DeviceInfo]
+    encoded: EncodedState
 
 
 class RuleEngine:
@@ -88,7 +97,8 @@ class RuleEngine:
         self._devices: dict[str, DeviceInfo] = {}
         self._other_kind: dict[tuple[str, str], DeviceInfo] = {}  # same id, another kind
         self._groups: dict[tuple[str, str], GroupTracker] = {}
-        self._dirty: set[DeviceInfo] = set()
+        # Insertion-ordered: a capped save takes the longest-waiting devices first.
+        self._dirty: dict[DeviceInfo, None] = {}
         self._start_w: int | None = (
             None  # first watermark: absence of never-heard devices counts from it
         )
@@ -114,7 +124,7 @@ class RuleEngine:
                 return
             dev.last_tel = ts
             self._advance(ts, obs.received_ms)
-            self._dirty.add(dev)
+            self._dirty[dev] = None
             if dev.absence is not None:
                 dev.absence.seen(ts)
             for evaluator in dev.tel_rules:
@@ -130,7 +140,7 @@ class RuleEngine:
             if len(dev.last_event) < 256 or data.event in dev.last_event:
                 dev.last_event[data.event] = ts
             self._advance(ts, obs.received_ms)
-            self._dirty.add(dev)
+            self._dirty[dev] = None
             if dev.absence is not None:
                 dev.absence.seen(ts)
             for evaluator in dev.event_rules:
@@ -161,7 +171,7 @@ class RuleEngine:
             self._advance(ts, received_ms)
         dev.last_status_ts = ts
         dev.online = online
-        self._dirty.add(dev)
+        self._dirty[dev] = None
         absence = dev.absence
         if absence is None:
             return
@@ -301,7 +311,7 @@ class RuleEngine:
             owner = getattr(target, "owner", None)
             dev = getattr(owner, "dev", None)
         if dev is not None:
-            self._dirty.add(dev)
+            self._dirty[dev] = None
 
     # ---- looking in -----------------------------------------------------------------------------
 
@@ -344,14 +354,41 @@ class RuleEngine:
 
     # ---- persistence ----------------------------------------------------------------------------
 
-    def save_state(self) -> None:
-        """Write what changed since the last save (one SQLite transaction). No-op without a path."""
-        if self._state is None:
+    def save_state(self, limit: int | None = None) -> None:
+        """Write what changed since the last save (one SQLite transaction). No-op without a path.
+
+        `limit` caps how many changed devices one call writes (the rest stay queued, oldest
+        first), so the cost of a save stays bounded however busy the stream is."""
+        batch = self.prepare_state(limit)
+        if batch is None:
             return
-        dirty = self._dirty
-        self._dirty = set()
+        try:
+            self.write_state(batch)
+        except RuleStateError:
+            self.requeue_state(batch)
+            raise
+
+    def prepare_state(self, limit: int | None = None) -> StateBatch | None:
+        """Collect and serialise what changed (on the engine's thread). None without a path.
+
+        The service writes the result with `write_state` in a worker thread: under heavy traffic
+        (thousands of devices changing every second) the SQLite write took tens of ms, which
+        showed up as alert latency when it ran on the event loop."""
+        if self._state is None:
+            return None
+        taken: list[DeviceInfo] = []
+        if limit is None or limit >= len(self._dirty):
+            taken = list(self._dirty)
+            self._dirty = {}
+        else:
+            for dev in self._dirty:
+                taken.append(dev)
+                if len(taken) >= limit:
+                    break
+            for dev in taken:
+                del self._dirty[dev]
         rows: list[tuple[str, dict[str, Any] | None]] = []
-        for dev in dirty:
+        for dev in taken:
             if dev is not self._devices.get(dev.device_id):
                 continue  # the odd same-id-other-kind device is not persisted
             rows.append((dev.device_id, self._device_body(dev)))
@@ -369,11 +406,22 @@ class RuleEngine:
             "start_w": self._start_w,
             "saved_at_ms": time.time_ns() // 1_000_000,
         }
-        try:
-            self._state.write(meta, rows, groups)
-        except RuleStateError:
-            self._dirty |= dirty  # try again next time
-            raise
+        return StateBatch(taken, encode(meta, rows, groups))
+
+    def write_state(self, batch: StateBatch) -> None:
+        """Write a prepared batch. Safe in a worker thread; never two at once."""
+        assert self._state is not None
+        self._state.write_encoded(batch.encoded)
+
+    def requeue_state(self, batch: StateBatch) -> None:
+        """A write failed: its devices are saved next time (call on the engine's thread)."""
+        for dev in batch.devices:
+            self._dirty[dev] = None
+
+    @property
+    def unsaved(self) -> int:
+        """Devices changed since they were last saved."""
+        return len(self._dirty)
 
     def _device_body(self, dev: DeviceInfo) -> dict[str, Any]:
         rules: dict[str, Any] = {}
@@ -440,7 +488,7 @@ class RuleEngine:
                 found.restore(body)
             elif body.get("told", body.get("open")):
                 self._retire_group(rule_id, key, at)
-        self._dirty = set(self._all_devices())
+        self._dirty = dict.fromkeys(self._all_devices())
 
     def _retire(self, dev: DeviceInfo, rule_id: str, snap: dict[str, Any], at: int) -> None:
         """A rule that was raised before the restart is now off for this device: clear it."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,9 @@ class StateFile:
         if self._db is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                db = sqlite3.connect(self.path, isolation_level=None)
+                # Writes may run in a worker thread (the service saves off the event loop); the
+                # engine never lets two of them overlap.
+                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.executescript(_SCHEMA)
@@ -77,28 +80,20 @@ class StateFile:
         groups: Iterable[tuple[str, str, dict[str, Any]]],
     ) -> None:
         """Upsert changed devices (None body: delete), replace groups and meta, atomically."""
+        self.write_encoded(encode(meta, devices, groups))
+
+    def write_encoded(self, enc: EncodedState) -> None:
+        """Write what `encode` produced (safe to call from a worker thread)."""
         db = self._connect()
-        meta = {**meta, "version": SCHEMA_VERSION}
         try:
             db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", enc.meta)
             db.executemany(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                [(k, orjson.dumps(v).decode()) for k, v in meta.items()],
+                "INSERT OR REPLACE INTO devices (device, body) VALUES (?, ?)", enc.upserts
             )
-            upserts = []
-            deletes = []
-            for device, body in devices:
-                if body is None:
-                    deletes.append((device,))
-                else:
-                    upserts.append((device, orjson.dumps(body)))
-            db.executemany("INSERT OR REPLACE INTO devices (device, body) VALUES (?, ?)", upserts)
-            db.executemany("DELETE FROM devices WHERE device = ?", deletes)
+            db.executemany("DELETE FROM devices WHERE device = ?", enc.deletes)
             db.execute("DELETE FROM groups")
-            db.executemany(
-                "INSERT INTO groups (rule, key, body) VALUES (?, ?, ?)",
-                [(r, k, orjson.dumps(b)) for r, k, b in groups],
-            )
+            db.executemany("INSERT INTO groups (rule, key, body) VALUES (?, ?, ?)", enc.groups)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
@@ -109,3 +104,36 @@ class StateFile:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+@dataclass(slots=True)
+class EncodedState:
+    """Rows ready for SQLite: everything serialised, nothing shared with the live engine."""
+
+    meta: list[tuple[str, str]]
+    upserts: list[tuple[str, bytes]]
+    deletes: list[tuple[str]]
+    groups: list[tuple[str, str, bytes]]
+
+
+def encode(
+    meta: dict[str, Any],
+    devices: Iterable[tuple[str, dict[str, Any] | None]],
+    groups: Iterable[tuple[str, str, dict[str, Any]]],
+) -> EncodedState:
+    """Serialise in the caller's thread, so a worker thread never reads live rule state."""
+    upserts: list[tuple[str, bytes]] = []
+    deletes: list[tuple[str]] = []
+    for device, body in devices:
+        if body is None:
+            deletes.append((device,))
+        else:
+            upserts.append((device, orjson.dumps(body)))
+    return EncodedState(
+        meta=[
+            (k, orjson.dumps(v).decode()) for k, v in {**meta, "version": SCHEMA_VERSION}.items()
+        ],
+        upserts=upserts,
+        deletes=deletes,
+        groups=[(r, k, orjson.dumps(b)) for r, k, b in groups],
+    )

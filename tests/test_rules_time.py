@@ -245,3 +245,43 @@ def test_corrupt_state_file_is_set_aside(tmp_path: Path) -> None:
     assert list(tmp_path.glob("s.sqlite.corrupt-*"))
     e.observe(lamp("L000", NIGHT, power=150))
     e.save_state()
+
+
+def test_a_capped_save_writes_the_longest_waiting_devices_first_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """The service saves at most N changed devices per second (bounded pause); over a few saves
+    every device's state is on disk, and a restart resumes all of them."""
+    from devices.location import LocationConfig
+    from devices.messages import Observation
+    from devices.models import WaterLevelReading
+    from devices.registry import Registry
+    from rules.config import RulesConfig
+    from rules.engine import RuleEngine
+    from rules.testing import RecordingSink
+
+    path = tmp_path / "state.sqlite"
+    engine = RuleEngine(
+        RulesConfig(), LocationConfig(), Registry(), RecordingSink(), state_path=path
+    )
+    t0 = 1_784_000_000_000
+    for i in range(25):
+        data = WaterLevelReading(ts=t0 + i, depth_cm=12.0)  # level 1: a raised water_level each
+        engine.observe(Observation("waterlevel", f"W{i:02d}", "telemetry", data, t0))
+    assert engine.unsaved == 25
+    first = engine.prepare_state(limit=10)
+    assert first is not None
+    assert [d.device_id for d in first.devices] == [f"W{i:02d}" for i in range(10)]
+    engine.write_state(first)
+    assert engine.unsaved == 15
+    engine.save_state(limit=10)
+    engine.save_state(limit=10)
+    assert engine.unsaved == 0
+    engine.close()
+
+    again = RuleEngine(
+        RulesConfig(), LocationConfig(), Registry(), RecordingSink(), state_path=path
+    )
+    again.load_state()
+    held = {c.device for c in again.open_conditions() if c.rule == "water_level"}
+    assert held == {f"W{i:02d}" for i in range(25)}
