@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from streetwatch.errors import ConfigError
 
@@ -23,6 +24,17 @@ def _config_path(arg: str | None) -> str | None:
     if arg is not None:
         return arg
     return "config.yaml" if Path("config.yaml").exists() else None
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop where it is installed (Linux/macOS): the ingest spends much of its time in
+    the event loop's socket and callback machinery, which uvloop does in C."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on the platforms we ship
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,11 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             settings = load_settings(_config_path(args.config))
             logging.getLogger().setLevel(settings.log.level)
-            return asyncio.run(run_service(settings))
+            return _run(run_service(settings))
         if args.command == "demo":
             from streetwatch.demo import run_demo
 
-            return asyncio.run(run_demo(args, _config_path(args.config)))
+            return _run(run_demo(args, _config_path(args.config)))
         if args.command == "check-config":
             from streetwatch.config import load_settings
 
