@@ -322,3 +322,25 @@ def test_queued_readings_survive_a_broker_restart_while_the_service_is_down(
         assert wait_count(influxdb, "lamp", 300) == 300
     finally:
         svc.stop()
+
+
+def test_a_full_spool_holds_acks_and_the_broker_keeps_the_rest(
+    tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB
+) -> None:
+    """InfluxDB down long enough to fill the spool: acks stop (nothing is dropped), the broker
+    queues the rest, and everything arrives once InfluxDB is back."""
+    env = service_env(mosquitto, influxdb, STREETWATCH_STORAGE__SPOOL_MAX_BYTES=str(1024 * 1024))
+    svc = ServiceProcess(tmp_path / "data", env).start()
+    try:
+        influxdb.stop()
+        n = 30_000  # ~1.7 MB of spooled lines: more than the spool may hold
+        _publish_many(mosquitto.port, n, now_ms() - 3_600_000)
+        health = svc.wait_health(lambda h: h["spool_full"] is True, timeout=30)
+        assert health["spool_bytes"] >= 1024 * 1024
+        held = svc.metric("streetwatch_messages_received_total")
+        assert held < n  # the rest waits in the broker: not delivered, since acks stopped
+        influxdb.start()
+        assert wait_count(influxdb, "lamp", n, timeout=60) == n
+        svc.wait_drained()
+    finally:
+        svc.stop()
