@@ -20,6 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from devices.registry import ROAD_CLASSES
+from devices.rule_ids import STANDARD_RULE_IDS
 from rules.signals import Severity
 
 RULE_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -428,22 +429,6 @@ class BatteryLowRule(ThresholdRule):
     clear_below: float | None = 25.0
     for_readings: int = Field(2, ge=1)
     unit: str = "%"
-
-
-STANDARD_RULE_IDS: tuple[str, ...] = (
-    "lamp_dark",
-    "lamp_day_burning",
-    "lamp_power_abnormal",
-    "lamp_voltage_abnormal",
-    "lamp_power_factor_low",
-    "lamp_fault",
-    "cabinet_outage",
-    "device_offline",
-    "water_level",
-    "water_rising_fast",
-    "sensor_stuck",
-    "battery_low",
-)
 
 
 class ClockConfig(_Model):

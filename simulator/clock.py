@@ -13,13 +13,9 @@ import re
 import time
 from zoneinfo import ZoneInfo
 
-from astral import LocationInfo
-from astral.sun import elevation, sun
-
-from devices.location import LocationConfig
+from devices.sun import SunTimes
 from simulator.errors import OptionError
 
-DAY_MS = 86_400_000
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -90,50 +86,8 @@ def parse_speed(text: str | float) -> float:
     return speed
 
 
-class SunClock:
-    """Sunrise/sunset of the city (astral), cached per local day; the same rule as rules/."""
-
-    def __init__(self, location: LocationConfig) -> None:
-        self.tz = ZoneInfo(location.timezone)
-        self.observer = LocationInfo(
-            location.name, location.region, location.timezone, location.latitude, location.longitude
-        ).observer
-        self._days: dict[dt.date, tuple[int, int, int]] = {}
-
-    def local(self, ts_ms: int) -> dt.datetime:
-        return dt.datetime.fromtimestamp(ts_ms / 1000, self.tz)
-
-    def day(self, ts_ms: int) -> tuple[int, int, int]:
-        """(local midnight, sunrise, sunset) in ms of the local day containing `ts_ms`."""
-        date = self.local(ts_ms).date()
-        got = self._days.get(date)
-        if got is None:
-            midnight = dt.datetime.combine(date, dt.time(), self.tz)
-            mid_ms = int(midnight.timestamp() * 1000)
-            try:
-                times = sun(self.observer, date=date, tzinfo=self.tz)
-                rise = int(times["sunrise"].timestamp() * 1000)
-                sett = int(times["sunset"].timestamp() * 1000)
-            except ValueError:  # polar day or night: decide by the noon sun
-                if elevation(self.observer, midnight + dt.timedelta(hours=12)) > 0:
-                    rise, sett = mid_ms - 1, mid_ms + DAY_MS + 1
-                else:
-                    rise, sett = mid_ms + DAY_MS, mid_ms
-            got = (mid_ms, rise, sett)
-            if len(self._days) > 800:
-                self._days.clear()
-            self._days[date] = got
-        return got
-
-    def is_night(self, ts_ms: int, after_sunset_ms: int = 0, after_sunrise_ms: int = 0) -> bool:
-        """True from sunset + after_sunset until the next sunrise + after_sunrise."""
-        _, rise, sett = self.day(ts_ms)
-        return ts_ms >= sett + after_sunset_ms or ts_ms < rise + after_sunrise_ms
-
-    def local_hours(self, ts_ms: int) -> float:
-        """Local time of day in hours (0 … 24)."""
-        midnight = self.day(ts_ms)[0]
-        return (ts_ms - midnight) / 3_600_000
+# The simulator's sun is the floor's, shared with the rules: they can never disagree about night.
+SunClock = SunTimes
 
 
 class Pacer:

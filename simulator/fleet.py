@@ -15,24 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devices.errors import RegistryError
-from devices.registry import Device, load_registry
+from devices.registry import KNOWN_COLUMNS, Device, load_registry
 from simulator.errors import FleetError
 
 DEFAULT_LAMPS = 790
 DEFAULT_WATERLEVEL = 12
 DEFAULT_RATED_W = 150.0
-REGISTRY_COLUMNS = (
-    "device_id",
-    "kind",
-    "road",
-    "road_class",
-    "cabinet",
-    "rated_w",
-    "point",
-    "lat",
-    "lon",
-    "report_interval_s",
-)
+REGISTRY_COLUMNS = KNOWN_COLUMNS  # the contract's registry columns (§4), in order
 
 
 @dataclass(frozen=True, slots=True)

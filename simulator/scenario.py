@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from devices.location import LocationConfig
+from devices.rule_ids import STANDARD_RULE_IDS
 from simulator.clock import parse_duration, parse_start
 from simulator.errors import FaultSpecError, OptionError, ScenarioError
 from simulator.faults import Fault, FaultSpec, canonical_kind, resolve_faults
@@ -39,20 +40,7 @@ from simulator.lamp import DEFAULT_DIMMING, parse_dimming
 from simulator.storm import Storm
 from simulator.stream import DEFAULT_PREFIX, RunPlan
 
-STANDARD_RULES = (
-    "lamp_dark",
-    "lamp_day_burning",
-    "lamp_power_abnormal",
-    "lamp_voltage_abnormal",
-    "lamp_power_factor_low",
-    "lamp_fault",
-    "cabinet_outage",
-    "device_offline",
-    "water_level",
-    "water_rising_fast",
-    "sensor_stuck",
-    "battery_low",
-)
+STANDARD_RULES = STANDARD_RULE_IDS
 GROUP_RULES = frozenset({"cabinet_outage"})
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rules.config import STANDARD_RULE_IDS, RulesConfig, ThresholdRule
+from devices.rule_ids import STANDARD_RULE_IDS
+from rules.config import RulesConfig, ThresholdRule
 from streetwatch.config import load_settings
 from streetwatch.errors import ConfigError
 
