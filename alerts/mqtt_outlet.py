@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import ssl
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -52,19 +51,6 @@ class _Item:
 def alert_payload(alert: Alert) -> bytes:
     """The retained payload: the alert JSON, or empty (removes the retained message) once closed."""
     return b"" if not alert.is_open else orjson.dumps(alert.to_json())
-
-
-def _tls_context(mqtt: MqttConfig) -> ssl.SSLContext | None:
-    tls = mqtt.tls
-    if not tls.enabled:
-        return None
-    context = ssl.create_default_context(cafile=tls.ca_file)
-    if tls.cert_file:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-    if tls.insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class MqttOutlet:
@@ -195,7 +181,7 @@ class MqttOutlet:
             clean_session=None if v5 else True,
             keepalive=self.mqtt.keepalive_s,
             timeout=self.config.publish_timeout_s,
-            tls_context=_tls_context(self.mqtt),
+            tls_context=self.mqtt.tls.ssl_context(),
             tls_insecure=True if self.mqtt.tls.enabled and self.mqtt.tls.insecure else None,
         )
 

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import ssl
 from typing import TYPE_CHECKING, Any
 
 import gmqtt
@@ -41,19 +40,6 @@ log = logging.getLogger(__name__)
 logging.getLogger("gmqtt").setLevel(logging.ERROR)
 
 Message = tuple[int, str, bytes]  # (packet id, topic, payload)
-
-
-def tls_context(config: MqttConfig) -> ssl.SSLContext | bool:
-    tls = config.tls
-    if not tls.enabled:
-        return False
-    ctx = ssl.create_default_context(cafile=tls.ca_file)
-    if tls.cert_file:
-        ctx.load_cert_chain(tls.cert_file, tls.key_file)
-    if tls.insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 class MqttReceiver:
@@ -108,7 +94,7 @@ class MqttReceiver:
                 await client.connect(
                     cfg.host,
                     cfg.port,
-                    ssl=tls_context(cfg),
+                    ssl=cfg.tls.ssl_context() or False,
                     keepalive=cfg.keepalive_s,
                     version=version,
                 )

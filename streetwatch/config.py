@@ -8,6 +8,7 @@ Each package that needs settings owns its section model (rules/, alerts/); this 
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +34,18 @@ class TlsConfig(Section):
     cert_file: str | None = None
     key_file: str | None = None
     insecure: bool = False
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client TLS context for the broker (ingest and alert publisher alike); None if off."""
+        if not self.enabled:
+            return None
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.cert_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        if self.insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
 
 class MqttConfig(Section):
