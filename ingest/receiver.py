@@ -83,7 +83,30 @@ class MqttReceiver:
         return client
 
     async def run(self) -> None:
-        """Connect (retrying with backoff until the broker answers), then stay connected."""
+        """Connect (retrying with backoff until the broker answers), then keep watch: gmqtt
+        reconnects by itself, but gives up for good on a refusal it deems permanent (e.g. bad
+        credentials); then we start over, so fixing the broker's password file is enough."""
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            client = await self._connect()
+            if client is None:
+                return
+            down_since: float | None = None
+            while not self._stopping:
+                await asyncio.sleep(self.WATCH_S)
+                if self.connected.is_set():
+                    down_since = None
+                    continue
+                down_since = down_since or loop.time()
+                if loop.time() - down_since > self.config.reconnect_max_s * 2 + self.WATCH_S:
+                    log.warning("MQTT: gmqtt stopped reconnecting; connecting afresh")
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(client.disconnect(), timeout=2)
+                    break
+
+    WATCH_S = 5.0
+
+    async def _connect(self) -> gmqtt.Client | None:
         cfg = self.config
         version = MQTTv50 if cfg.protocol == "5" else MQTTv311
         delay = cfg.reconnect_min_s
@@ -109,8 +132,8 @@ class MqttReceiver:
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(cfg.reconnect_max_s, delay * 2)
                 continue
-            self._client = client
-            return
+            return client
+        return None
 
     def _on_connect(self, client: gmqtt.Client, flags: int, rc: int, properties: Any) -> None:
         self._delay = self.config.reconnect_min_s

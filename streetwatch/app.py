@@ -136,7 +136,7 @@ class Service:
             )
             self._http = _HttpServer(config)
             self._spawn(self._http.serve(), "http")
-        self._spawn(self.receiver.run(), "mqtt-connect")
+        self._spawn(self.receiver.run(), "mqtt")
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)

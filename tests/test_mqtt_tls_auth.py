@@ -146,3 +146,38 @@ def test_ingest_over_tls_with_username_and_password(tmp_path: Path, influxdb: In
             bad.stop()
     finally:
         broker.stop()
+
+
+def test_the_service_recovers_after_the_broker_refused_its_credentials_for_a_while(
+    tmp_path: Path, influxdb: InfluxDB
+) -> None:
+    """gmqtt gives up reconnecting after a refusal it deems permanent; the service starts over,
+    so an operator who fixes the broker's password file needs no restart of streetwatch."""
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "ingest", "s3cret"], check=True)
+    subprocess.run(["mosquitto_passwd", "-b", str(passwd), "device", "lamp-pw"], check=True)
+    broker = Mosquitto(
+        tmp_path / "mosquitto", extra=["allow_anonymous false", f"password_file {passwd}"]
+    ).start()
+    env = {
+        "STREETWATCH_MQTT__PORT": str(broker.port),
+        "STREETWATCH_MQTT__USERNAME": "ingest",
+        "STREETWATCH_MQTT__PASSWORD": "s3cret",
+        "STREETWATCH_MQTT__RECONNECT_MAX_S": "1",
+        "STREETWATCH_INFLUXDB__URL": influxdb.url,
+        "STREETWATCH_ALERTS__ENABLED": "false",
+    }
+    svc = ServiceProcess(tmp_path / "data", env).start()
+    try:
+        subprocess.run(["mosquitto_passwd", "-b", str(passwd), "ingest", "rotated"], check=True)
+        broker.restart()  # the ingest's password no longer works: refused
+        svc.wait_health(lambda h: h["mqtt_connected"] is False, timeout=15)
+        time.sleep(3)
+        subprocess.run(["mosquitto_passwd", "-b", str(passwd), "ingest", "s3cret"], check=True)
+        broker.restart()  # fixed
+        svc.wait_health(lambda h: h["mqtt_connected"] is True, timeout=30)
+        publish(broker.port, user="device", password="lamp-pw")
+        assert wait_count(influxdb, 1) == 1
+    finally:
+        svc.stop()
+        broker.stop()
