@@ -18,7 +18,7 @@ from devices.errors import RejectedInput
 from devices.kinds import KINDS
 from devices.messages import Observation
 from devices.models import DeviceEvent, DeviceStatus
-from devices.topics import TopicParser, TopicParts
+from devices.topics import TopicParser, TopicParts, alert_topic
 
 FUTURE_LIMIT_MS = 5 * 60 * 1000
 
@@ -85,8 +85,13 @@ class Decoder:
     def __init__(self, prefix: str, max_payload_bytes: int) -> None:
         self.topics = TopicParser(prefix)
         self.max_payload_bytes = max_payload_bytes
+        # The service's own alert feed ({prefix}/alerts/{rule}/{device}) matches the ingest's
+        # {prefix}/+/+/+ subscription: it is our output, not a device's input.
+        self._own_alerts = alert_topic(prefix, "", "").rstrip("/") + "/"
 
     def decode(self, topic: str, payload: bytes, now_ms: int) -> Decoded:
+        if topic.startswith(self._own_alerts):
+            return Decoded(None, ignored=True)
         try:
             parts = self.topics.parse(topic)
         except RejectedInput as exc:

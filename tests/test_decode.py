@@ -158,3 +158,11 @@ def test_nan_anywhere_is_refused_even_in_an_ignored_field() -> None:
     assert reasons(LAMP, b'{"ts": 1, "on": true, "note": NaN}') == ["non_finite"]
     assert reasons(LAMP, b'{"ts": 1, "on": true, "note": -Infinity}') == ["non_finite"]
     assert reasons(LAMP, b'{"ts": 1, "on": true, "note": "NaN is fine in a string"}') == []
+
+
+def test_the_services_own_alert_feed_is_ignored_not_dead_lettered() -> None:
+    """{prefix}/alerts/{rule}/{device} matches the ingest's {prefix}/+/+/+ subscription."""
+    out = D.decode("city/jining/alerts/lamp_fault/L1", b'{"id": "x", "state": "active"}', NOW)
+    assert out.ignored and not out.rejected and not out.accepted
+    assert D.decode("city/jining/alerts/lamp_fault/L1", b"", NOW).ignored  # closed: empty retained
+    assert reasons("city/jining/alarms/x/telemetry", b"{}") == ["unknown_kind"]

@@ -130,6 +130,8 @@ def test_a_lamp_fault_and_a_flooded_point_reach_mqtt_and_http(
         assert closed["state"] == "closed"
         watcher.wait(topic, lambda p: p == b"")  # closing removes the retained alert
         history = http(svc, "GET", f"/api/alerts/{alert['id']}/history")
+        # The service hears its own alert feed ({prefix}/+/+/+): ignored, never dead-lettered.
+        assert not (tmp_path / "data" / "deadletter.jsonl").read_text().strip()
         trail = [(h["action"], h["who"], h["state_to"]) for h in history["items"]]
         assert ("acknowledged", "control centre", "acknowledged") in trail
         assert ("closed", "crew 3", "closed") in trail
