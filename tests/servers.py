@@ -112,6 +112,12 @@ class Mosquitto:
         self.stop()
         self.start()
 
+    def __enter__(self) -> Mosquitto:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 @dataclass
 class InfluxDB:
@@ -190,6 +196,12 @@ bind-address = "127.0.0.1:{self.bind_port}"
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def __enter__(self) -> InfluxDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def query(self, q: str, database: str | None = None) -> list[dict[str, Any]]:
         """Run InfluxQL; return the series of the first statement (empty list when none)."""
