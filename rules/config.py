@@ -454,6 +454,10 @@ class RulesConfig(BaseModel):
 
     enabled: bool = True
     clock: ClockConfig = ClockConfig()
+    # Devices missing from the registry that the rules will track. Their readings are always
+    # stored; past this many, new unregistered ids get no rules (counted as `untracked`), so a
+    # gateway that invents device ids cannot grow the engine's memory without bound.
+    max_unregistered_devices: int = Field(20_000, ge=0)
 
     lamp_dark: LampDarkRule = LampDarkRule()
     lamp_day_burning: LampDayBurningRule = LampDayBurningRule()

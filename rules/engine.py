@@ -102,7 +102,8 @@ class RuleEngine:
         self._start_w: int | None = (
             None  # first watermark: absence of never-heard devices counts from it
         )
-        self.counts = {"observed": 0, "duplicate": 0, "late": 0, "ignored": 0}
+        self.counts = {"observed": 0, "duplicate": 0, "late": 0, "ignored": 0, "untracked": 0}
+        self._unregistered = 0
         for device in registry:
             self._device(device.device_id, device.kind)
 
@@ -111,9 +112,13 @@ class RuleEngine:
     def observe(self, obs: Observation) -> None:
         """Judge one accepted observation. Never blocks, never does I/O."""
         dev = self._devices.get(obs.device_id)
-        if dev is None or dev.kind != obs.kind:
-            dev = self._device(obs.device_id, obs.kind)
         counts = self.counts
+        if dev is None or dev.kind != obs.kind:
+            found = self._device(obs.device_id, obs.kind)
+            if found is None:
+                counts["untracked"] += 1
+                return
+            dev = found
         counts["observed"] += 1
         channel = obs.channel
         data: Any = obs.data
@@ -224,7 +229,8 @@ class RuleEngine:
             self._resolved[key] = spec
         return spec
 
-    def _device(self, device_id: str, kind: str) -> DeviceInfo:
+    def _device(self, device_id: str, kind: str) -> DeviceInfo | None:
+        """The device's rule state, bound on first sight; None past the unregistered-device cap."""
         existing = self._devices.get(device_id)
         if existing is not None:
             if existing.kind == kind:
@@ -235,6 +241,16 @@ class RuleEngine:
         device: Device | None = self.registry.get(device_id)
         if device is not None and device.kind != kind:
             device = None  # the registry describes another device kind: trust nothing of it
+        if device is None:
+            if self._unregistered >= self.config.max_unregistered_devices:
+                if self.counts["untracked"] == 0:
+                    log.warning(
+                        "rules: more than %d unregistered devices; new ones are stored but get "
+                        "no rules (rules.max_unregistered_devices)",
+                        self.config.max_unregistered_devices,
+                    )
+                return None
+            self._unregistered += 1
         dev = self._make_info(device_id, kind, device)
         if existing is None:
             self._devices[device_id] = dev
@@ -463,6 +479,8 @@ class RuleEngine:
         at = clock.value or 0
         for device_id, body in devices:
             dev = self._device(device_id, str(body.get("kind", "")))
+            if dev is None:
+                continue  # past rules.max_unregistered_devices (the cap was lowered)
             dev.last_tel = int(body.get("last_tel", -1))
             dev.last_event = {str(k): int(v) for k, v in body.get("last_event", {}).items()}
             dev.last_status_ts = int(body.get("last_status_ts", -1))

@@ -359,3 +359,24 @@ def test_rules_disabled_entirely() -> None:
     for i in range(30):
         e.observe(lamp("L1", NIGHT + i * MIN, on=False, voltage=100))
     assert sink.conditions == []
+
+
+def test_unregistered_devices_beyond_the_cap_get_no_rules_but_nothing_breaks() -> None:
+    from devices.location import LocationConfig
+    from devices.messages import Observation
+    from devices.models import WaterLevelReading
+    from devices.registry import Device, Registry
+    from rules.config import RulesConfig
+    from rules.engine import RuleEngine
+    from rules.testing import RecordingSink
+
+    sink = RecordingSink()
+    registry = Registry([Device("W-REG", "waterlevel", road="运河路")])
+    engine = RuleEngine(RulesConfig(max_unregistered_devices=3), LocationConfig(), registry, sink)
+    t0 = 1_784_000_000_000
+    for i, dev in enumerate(["U1", "U2", "U3", "U4", "U5", "W-REG"]):
+        data = WaterLevelReading(ts=t0 + i, depth_cm=20.0)
+        engine.observe(Observation("waterlevel", dev, "telemetry", data, t0))
+    raised = {c.device for c in sink.conditions if c.rule == "water_level" and c.active}
+    assert raised == {"U1", "U2", "U3", "W-REG"}  # registered devices are never capped
+    assert engine.counts["untracked"] == 2
