@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
+from devices.models import rfc3339_to_ms
 from rules.signals import Severity
 
 State = Literal["active", "acknowledged", "dispatched", "cleared", "closed"]
@@ -64,13 +65,7 @@ def parse_time(text: str) -> int:
     text = text.strip()
     if text.lstrip("-").isdigit():
         return int(text)
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ValueError(f"not an RFC 3339 time or epoch milliseconds: {text!r}") from exc
-    if stamp.tzinfo is None:
-        raise ValueError(f"time {text!r} needs an offset, e.g. Z or +08:00")
-    return int(stamp.timestamp() * 1000)
+    return rfc3339_to_ms(text)
 
 
 @dataclass(frozen=True, slots=True)

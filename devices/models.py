@@ -34,17 +34,22 @@ def _ts_to_ms(value: Any) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError as exc:
-            raise ValueError(f"ts {value!r} is not RFC 3339") from exc
-        if parsed.tzinfo is None:
-            raise ValueError(f"ts {value!r} has no UTC offset")
-        return int(parsed.timestamp() * 1000)
+        return rfc3339_to_ms(value)
     raise ValueError("ts must be integer milliseconds or an RFC 3339 string")
+
+
+def rfc3339_to_ms(value: str) -> int:
+    """An RFC 3339 time that carries an offset (`Z` or ±hh:mm) → epoch ms. ValueError if not."""
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"time {value!r} is not RFC 3339") from exc
+    if parsed.tzinfo is None:
+        raise ValueError(f"time {value!r} has no UTC offset (e.g. Z or +08:00)")
+    return int(parsed.timestamp() * 1000)
 
 
 TimestampMs = Annotated[int, BeforeValidator(_ts_to_ms)]
