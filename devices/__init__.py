@@ -4,7 +4,7 @@ Imports nothing else of streetwatch; everything else stands on it.
 """
 
 from devices.errors import DeviceError, RegistryError, RejectedInput
-from devices.kinds import CHANNELS, EVENT_MEASUREMENT, KINDS, KindSpec, kind_spec
+from devices.kinds import CHANNELS, EVENT_MEASUREMENT, KINDS, KindSpec
 from devices.messages import Observation
 from devices.models import (
     STANDARD_EVENTS,
@@ -38,7 +38,6 @@ __all__ = [
     "WaterLevelReading",
     "alert_topic",
     "device_topic",
-    "kind_spec",
     "load_registry",
     "subscription",
 ]

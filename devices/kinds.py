@@ -35,8 +35,3 @@ KINDS: dict[str, KindSpec] = {
 CHANNELS: tuple[str, ...] = ("telemetry", "event", "status")
 
 EVENT_MEASUREMENT = "device_event"
-
-
-def kind_spec(name: str) -> KindSpec | None:
-    """The spec of a kind, or None for a kind the service does not know."""
-    return KINDS.get(name)

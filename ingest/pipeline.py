@@ -101,9 +101,3 @@ class Pipeline:
                     if self._sink_errors <= 10 or self._sink_errors % 1000 == 0:
                         log.exception("observer %r failed on %s", sink, obs.device_id)
         return bool(records)
-
-    async def handle(self, topic: str, payload: bytes) -> None:
-        """One message, made durable (for callers that are not batching)."""
-        await self.ready()
-        if self.take(topic, payload):
-            await self.spool.durable()
