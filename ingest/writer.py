@@ -49,6 +49,11 @@ class Writer:
         self._failing = False
         self.idle = asyncio.Event()  # set while nothing is waiting to be written (tests, shutdown)
 
+    @property
+    def failing(self) -> bool:
+        """True from a failed store write until the next one succeeds."""
+        return self._failing
+
     async def run(self) -> None:
         while True:
             batch = self.spool.read_available(self.batch_lines)

@@ -103,7 +103,8 @@ class Service:
 
     def health(self) -> dict[str, Any]:
         mqtt_up = self.receiver.connected.is_set()
-        store_up = self.metrics.value("streetwatch_store_up") >= 1 or self.spool.pending_bytes == 0
+        # The writer's own flag: collecting /metrics here would run every collector per probe.
+        store_up = not self.writer.failing
         return {
             "status": "ok" if mqtt_up and store_up else "degraded",
             "mqtt_connected": mqtt_up,
