@@ -128,14 +128,7 @@ class RuleEngine:
                 counts["duplicate" if ts == dev.last_tel else "late"] += 1
                 return
             dev.last_tel = ts
-            self._advance(ts, obs.received_ms)
-            self._dirty[dev] = None
-            if dev.absence is not None:
-                dev.absence.seen(ts)
-            for evaluator in dev.tel_rules:
-                evaluator.reading(data, ts)
-            if self.env.pending:
-                self.env.flush()
+            self._judge(dev, data, ts, obs.received_ms, dev.tel_rules)
         elif channel == "event":
             ts = data.ts
             last = dev.last_event.get(data.event, -1)
@@ -144,14 +137,7 @@ class RuleEngine:
                 return
             if len(dev.last_event) < 256 or data.event in dev.last_event:
                 dev.last_event[data.event] = ts
-            self._advance(ts, obs.received_ms)
-            self._dirty[dev] = None
-            if dev.absence is not None:
-                dev.absence.seen(ts)
-            for evaluator in dev.event_rules:
-                evaluator.reading(data, ts)
-            if self.env.pending:
-                self.env.flush()
+            self._judge(dev, data, ts, obs.received_ms, dev.event_rules)
         elif channel == "status":
             self._status(dev, data.online, data.ts, obs.received_ms)
             if self.env.pending:
@@ -184,6 +170,19 @@ class RuleEngine:
             self.counts["late"] += 1  # an offline older than its newest reading: stale
             return
         absence.status(online, ts)
+
+    def _judge(
+        self, dev: DeviceInfo, data: Any, ts: int, received_ms: int, evaluators: list[Evaluator]
+    ) -> None:
+        """A new reading or event of `dev`: move the clock, then let each of its rules judge it."""
+        self._advance(ts, received_ms)
+        self._dirty[dev] = None
+        if dev.absence is not None:
+            dev.absence.seen(ts)
+        for evaluator in evaluators:
+            evaluator.reading(data, ts)
+        if self.env.pending:
+            self.env.flush()
 
     def _advance(self, ts: int, received_ms: int) -> None:
         moved = self.clock.saw(ts, received_ms)
