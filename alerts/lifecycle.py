@@ -111,6 +111,9 @@ def on_condition(
             )
             if limit in current.reminded and old == new
         }
+        # Up: the stricter limits count from the rise; down: the laxer ones from the start.
+        stricter = policy.stricter(condition.severity, current.severity)
+        changed["limits_from"] = now if stricter else None
         changed |= {
             "response_due": response_due,
             "resolution_due": resolution_due,

@@ -97,6 +97,10 @@ class Alert:
     dispatched_at: int | None = None
     closed_at: int | None = None
     closed_by: str | None = None
+    # wall ms the time limits of the current severity count from (None: opened_at); a rise to a
+    # stricter severity counts from the rise. Due times are worked out again from it at start, so
+    # the limits of the config in force apply to alerts opened before.
+    limits_from: int | None = None
     response_due: int | None = None
     resolution_due: int | None = None
     reminded: frozenset[str] = frozenset()

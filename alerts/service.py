@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -55,6 +55,14 @@ def _road_lookup(registry: Registry) -> Callable[[str, str], str | None]:
         return None
 
     return road_of
+
+
+class RestartedEngine(Protocol):
+    """What `Alerting.resume` needs of the rule engine (rules.engine.RuleEngine)."""
+
+    def open_conditions(self) -> list[Condition]: ...
+
+    def align(self, told: Iterable[Condition]) -> int: ...
 
 
 class _DisabledSink:
@@ -166,6 +174,17 @@ class Alerting:
             return
         if changes:
             log.info("alert time limits: %d changes", len(changes))
+
+    def resume(self, engine: RestartedEngine) -> int:
+        """After the rule engine restored its state (`engine.load_state()`): the engine takes the
+        store's word where it is newer (alerts raised or cleared after the last state save, or a
+        missing state file), then the store raises what only the engine knew. A restart never
+        clears an alert. Returns the alert changes made."""
+        if not self.started:
+            return 0
+        held = engine.open_conditions()
+        engine.align(self.store.told(also=[(c.rule, c.device) for c in held]))
+        return self.store.reconcile(engine.open_conditions())
 
     def reconcile(self, held: Iterable[Condition], at_ms: int | None = None) -> int:
         """After the rule engine restored its state: `alerting.reconcile(engine.open_conditions(),

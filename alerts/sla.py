@@ -79,6 +79,33 @@ class SlaPolicy:
             None if resolution is None else start + resolution,
         )
 
+    @staticmethod
+    def stricter(severity: str, than: str) -> bool:
+        return _ORDER.get(severity, 9) < _ORDER.get(than, 9)
+
+    def refit(self, alert: Alert) -> Alert:
+        """`alert` with the due times of the limits in force (after a config change and a restart):
+        counted from `limits_from` (or `opened_at`); a limit that is off (null) has no due time.
+        A reminder already sent for a due time that moved is forgotten, so the new one is sent."""
+        start = alert.limits_from if alert.limits_from is not None else alert.opened_at
+        dues: dict[str, int | None] = {}
+        for limit in LIMITS:
+            span = self.limit_ms(alert.severity, limit)
+            dues[limit] = None if span is None else start + span
+        if (alert.response_due, alert.resolution_due) == (dues["response"], dues["resolution"]):
+            return alert
+        old: dict[str, int | None] = {
+            "response": alert.response_due,
+            "resolution": alert.resolution_due,
+        }
+        kept = {limit for limit in alert.reminded if dues.get(limit) == old.get(limit)}
+        return replace(
+            alert,
+            response_due=dues["response"],
+            resolution_due=dues["resolution"],
+            reminded=frozenset(kept),
+        )
+
     def retarget(self, alert: Alert, severity: str, now: int) -> tuple[int | None, int | None]:
         """Due times after `alert` changes to `severity` at wall time `now` (see module doc)."""
         stricter = _ORDER.get(severity, 9) < _ORDER.get(alert.severity, 9)
@@ -95,20 +122,30 @@ class SlaPolicy:
         return out[0], out[1]
 
 
-def _pending(alert: Alert) -> list[tuple[Limit, int]]:
-    """The limits whose clocks still run, with their due times."""
+def _pending(alert: Alert, policy: SlaPolicy) -> list[tuple[Limit, int]]:
+    """The limits whose clocks still run, with their due times. A limit the policy in force has
+    switched off (null) is no limit at all, whatever due time the alert still carries."""
     out: list[tuple[Limit, int]] = []
     # Nobody responded yet; a condition that went away by itself needs no response.
-    if alert.state == "active" and alert.acknowledged_at is None and alert.response_due is not None:
+    if (
+        alert.state == "active"
+        and alert.acknowledged_at is None
+        and alert.response_due is not None
+        and policy.limit_ms(alert.severity, "response") is not None
+    ):
         out.append(("response", alert.response_due))
-    if alert.state in UNRESOLVED_STATES and alert.resolution_due is not None:
+    if (
+        alert.state in UNRESOLVED_STATES
+        and alert.resolution_due is not None
+        and policy.limit_ms(alert.severity, "resolution") is not None
+    ):
         out.append(("resolution", alert.resolution_due))
     return out
 
 
 def evaluate(alert: Alert, now: int, policy: SlaPolicy) -> Outcome | None:
     """The next SLA change of `alert` at wall time `now`, or None. One change per call and alert."""
-    pending = _pending(alert)
+    pending = _pending(alert, policy)
     if not pending:
         return None
     passed: list[Limit] = []

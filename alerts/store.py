@@ -59,6 +59,11 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open ON alerts (rule, device) WHERE state != 'closed';
 CREATE INDEX IF NOT EXISTS alerts_updated ON alerts (updated_at);
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, updated_at);
+-- Every filter of GET /api/alerts has an index, so a big table is never scanned per request.
+CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule, device, updated_at);
+CREATE INDEX IF NOT EXISTS alerts_device ON alerts (device, updated_at);
+CREATE INDEX IF NOT EXISTS alerts_severity ON alerts (severity, updated_at);
+CREATE INDEX IF NOT EXISTS alerts_overdue ON alerts (overdue, updated_at);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: outlets keep cursors on it
     alert_id TEXT NOT NULL,
@@ -144,8 +149,19 @@ class AlertStore:
         with self._lock:
             self._db = db
             for (data,) in rows:
-                self._remember(Alert.from_record(orjson.loads(data)))
+                saved = Alert.from_record(orjson.loads(data))
+                alert = self.policy.refit(saved)  # the time limits of the config in force
+                if alert is not saved:
+                    self._rewrite(alert)
+                self._remember(alert)
         return self
+
+    def _rewrite(self, alert: Alert) -> None:
+        """Store a new reading of an alert that is not a change of it (no audit row, no outlet)."""
+        self._conn().execute(
+            "UPDATE alerts SET data = ? WHERE id = ?",
+            (orjson.dumps(alert.to_record()).decode(), alert.id),
+        )
 
     def shutdown(self) -> None:
         with self._lock:
@@ -194,30 +210,62 @@ class AlertStore:
             log.exception("alert store failed on condition %s/%s", condition.rule, condition.device)
             return
 
-    def reconcile(self, held: Iterable[Condition], at_ms: int | None = None) -> int:
-        """Line the open alerts up with what the rule engine holds raised (call after it restored
-        its state at start): raise what is missing, clear alerts whose condition it no longer holds.
-        `at_ms` is the event time of those clears (the engine's watermark); returns the changes made.
+    def told(self, also: Iterable[tuple[str, str]] = ()) -> builtins.list[Condition]:
+        """The last condition the store took per (rule, device), as the rule engine would have
+        said it: every open alert, and for each key in `also` without one, its latest closed alert
+        (so a restarted engine whose saved state is older than a clear and a close learns of them).
         """
-        before = self.last_seq() if self.is_open else 0
-        keys: set[tuple[str, str]] = set()
-        for condition in held:
-            keys.add((condition.rule, condition.device))
-            self.on_condition(condition)
-        for alert in self.open_alerts():
-            if alert.condition_active and (alert.rule, alert.device) not in keys:
-                self.on_condition(
-                    Condition(
-                        rule=alert.rule,
-                        device=alert.device,
-                        kind=alert.kind,
-                        active=False,
-                        severity=alert.severity,
-                        at_ms=max(alert.condition_at, at_ms or alert.condition_at),
-                        message=alert.message,
-                        extra={"reconciled": "the rule engine no longer holds this condition"},
-                    )
+        out: builtins.list[Condition] = []
+        with self._lock:
+            alerts = builtins.list(self._open_by_id.values())
+            for rule, device in also:
+                if (rule, device) not in self._open_by_key:
+                    latest = self.latest(rule, device)
+                    if latest is not None:
+                        alerts.append(latest)
+        for alert in alerts:
+            out.append(
+                Condition(
+                    rule=alert.rule,
+                    device=alert.device,
+                    kind=alert.kind,
+                    active=alert.condition_active,
+                    severity=alert.severity,
+                    at_ms=alert.condition_at,
+                    message=alert.message,
+                    level=alert.level,
+                    value=alert.value,
+                    road=alert.road,
+                    extra=dict(alert.extra),
                 )
+            )
+        return out
+
+    def latest(self, rule: str, device: str) -> Alert | None:
+        """The most recently updated alert of (rule, device), open or closed."""
+        with self._lock:
+            found = self._open_by_key.get((rule, device))
+            if found is not None:
+                return found
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT data FROM alerts WHERE rule = ? AND device = ?"
+                    " ORDER BY updated_at DESC LIMIT 1",
+                    (rule, device),
+                )
+                .fetchone()
+            )
+        return None if row is None else Alert.from_record(orjson.loads(row[0]))
+
+    def reconcile(self, held: Iterable[Condition], at_ms: int | None = None) -> int:
+        """Raise what the rule engine holds raised and the store misses (call after the engine
+        restored its state and took the store's word, `RuleEngine.align`). Never clears: an alert
+        the engine does not hold stays open until a reading (or the absence of one) decides.
+        `at_ms` is kept for callers of the older form. Returns the changes made."""
+        before = self.last_seq() if self.is_open else 0
+        for condition in held:
+            self.on_condition(condition)
         return self.last_seq() - before if self.is_open else 0
 
     # ---- people's side ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from rules.config import AbsenceRule, GroupRule, RuleBase, RulesConfig
 from rules.errors import RuleStateError
 from rules.evaluators import AbsenceCheck, Evaluator, EventCheck, applies, make_evaluator
 from rules.grouping import GroupTracker
-from rules.latch import ACTIVE, DeviceInfo, Env
+from rules.latch import ACTIVE, HELD, IDLE, SUPPRESSED, DeviceInfo, Env
 from rules.schedule import SunSchedule
 from rules.signals import Condition, ConditionSink
 from rules.state import EncodedState, StateFile, encode
@@ -506,6 +507,62 @@ class RuleEngine:
             elif body.get("told", body.get("open")):
                 self._retire_group(rule_id, key, at)
         self._dirty = dict.fromkeys(self._all_devices())
+
+    def align(self, told: Iterable[Condition]) -> int:
+        """After `load_state`, before the first observation: take the sink's last word on each
+        (rule, device) (for the alert store: its open alerts as conditions) where it is newer than
+        the saved state. The store commits every condition at once while rule state is saved about
+        once a second, and the state file may be missing or unreadable: without this, a restart
+        would forget alerts raised in the last second and the reconcile would clear them while the
+        water is still on the road. So a restart never clears or raises anything by itself; the
+        next readings (or their absence) decide. Returns how many latches took the sink's word."""
+        taken = 0
+        for condition in told:
+            if condition.rule in self._groups_rules:
+                tracker = self._groups.get((condition.rule, condition.device))
+                if tracker is not None and condition.at_ms > tracker.last_at:
+                    tracker.take(condition, self._unknown_members(tracker, condition))
+                    taken += 1
+                continue
+            dev = self._devices.get(condition.device)
+            if dev is None or dev.kind != condition.kind:
+                dev = self._device(condition.device, condition.kind)
+            if dev is None:
+                continue  # past rules.max_unregistered_devices: the alert stays as it is
+            found = [e for e in self._evaluators(dev) if e.rule_id == condition.rule]
+            if not found:
+                if condition.active:  # the rule is off for this device in the config in force
+                    self._retire(dev, condition.rule, {"phase": ACTIVE}, condition.at_ms)
+                continue
+            evaluator = found[0]
+            if condition.at_ms > evaluator.last_at:
+                evaluator.take(condition)
+                self._dirty[dev] = None
+                taken += 1
+            elif (
+                evaluator.last_at > condition.at_ms
+                and condition.active
+                and evaluator.phase not in (ACTIVE, SUPPRESSED, HELD)
+            ):
+                # The rules judged it gone later than the sink heard (a clear the sink lost).
+                evaluator.emit(False, evaluator.last_at)
+        if self.env.pending:
+            self.env.flush()
+        return taken
+
+    def _unknown_members(self, tracker: GroupTracker, told: Condition) -> dict[str, list[Any]]:
+        """Member latches, per device named by a group alert, that know nothing of it (IDLE)."""
+        out: dict[str, list[Any]] = {}
+        for device in told.extra.get("devices", "").split(","):
+            dev = self._devices.get(device)
+            if dev is None:
+                continue
+            out[device] = [
+                e
+                for e in self._evaluators(dev)
+                if e.group is tracker and e.phase == IDLE and e.channel != "event"
+            ]
+        return out
 
     def _retire(self, dev: DeviceInfo, rule_id: str, snap: dict[str, Any], at: int) -> None:
         """A rule that was raised before the restart is now off for this device: clear it."""

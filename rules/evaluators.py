@@ -416,8 +416,25 @@ class LevelsCheck(Evaluator):
             "latest_keep": self.latest_keep,
         }
 
+    def _level_severity(self) -> None:
+        # Levels come from the config in force: a level the config no longer has is its top one.
+        self.level = min(int(self.level or 0), len(self.ats))
+        if self.level:
+            self.severity = self.severities[self.level - 1]
+
+    def take(self, told: Condition) -> None:
+        super().take(told)
+        self.up_since = None
+        self.down_since = None
+        if told.active:
+            self.level = max(1, told.level or 1)
+            self.changed_at = told.at_ms
+        else:
+            self.level = 0
+        self._level_severity()
+
     def load(self, data: dict[str, Any]) -> None:
-        self.level = int(self.level or 0)
+        self._level_severity()
         self.changed_at = int(data.get("changed_at", 0))
         self.up_since = data.get("up_since")
         self.up_target = int(data.get("up_target", 0))
@@ -632,8 +649,25 @@ class EventCheck(Evaluator):
             out["member"] = True
         return out
 
+    def _event_severity(self) -> None:
+        # From the config in force (severity_by_event), never from saved state.
+        if self.raised:
+            self.severity = max(
+                (self.by_event.get(e, self.base_severity) for e in self.raised),
+                key=SEVERITY_RANK.__getitem__,
+            )
+
+    def take(self, told: Condition) -> None:
+        super().take(told)
+        events = told.extra.get("events", "") if told.active else ""
+        self.raised = {e for e in events.split(",") if e}
+        self.member = False
+        self._event_severity()
+        self.told = self._signature()
+
     def load(self, data: dict[str, Any]) -> None:
         self.raised = {str(e) for e in data.get("raised", [])}
+        self._event_severity()
         self.told = (frozenset(str(e) for e in data.get("told", [])), self.severity)
         self.member = bool(data.get("member", False))
 

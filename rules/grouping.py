@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Any
 
 from rules.config import GroupRule
-from rules.latch import Env, Latch
+from rules.latch import SUPPRESSED, Env, Latch
 from rules.signals import Condition
 
 _GROUP_NOUN = {"cabinet": "Cabinet"}
@@ -207,6 +207,37 @@ class GroupTracker:
         """After a restart: a restored member latch that is bad re-registers here."""
         if latch.in_group():
             self.bad.setdefault(latch.dev.device_id, {})[latch.rule_id] = latch
+
+    def take(self, told: Condition, unknown: dict[str, list[Latch]]) -> None:
+        """After a restart: the sink's last word on this group is newer than the saved state.
+
+        Told open: the group stays open with the devices it named. A named device whose member
+        latches lost their state is taken as bad and held back (SUPPRESSED), so its own next
+        readings decide whether it leaves the group; `unknown` maps such devices to those latches.
+        """
+        self.last_at = told.at_ms
+        self.due = None
+        if not told.active:
+            self.open = False
+            self.told = False
+            self.members = set()
+            self.reported = 0
+            return
+        listed = [d for d in told.extra.get("devices", "").split(",") if d]
+        for device in listed:
+            if device in self.bad:
+                continue
+            for latch in unknown.get(device, []):
+                latch.phase = SUPPRESSED  # bad, held back by this group
+                latch.raised_at = latch.onset = told.at_ms
+                latch.last_at = max(latch.last_at, told.at_ms)
+                self.bad.setdefault(device, {})[latch.rule_id] = latch
+        if not self.open:
+            self.opened_at = told.at_ms
+        self.open = True
+        self.told = True
+        self.members = {d for d in [*listed, *self.members] if d in self.bad}
+        self.reported = len(self.members)
 
     def snapshot(self) -> dict[str, Any]:
         return {

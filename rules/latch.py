@@ -354,6 +354,29 @@ class Latch:
 
     # ---- persistence ----------------------------------------------------------------------------
 
+    def take(self, told: Condition) -> None:
+        """After a restart: the sink's last word on this (rule, device) is newer than the saved
+        state (the alert store commits every condition at once, rule state is saved about once a
+        second). The latch takes it, so a restart neither clears nor re-raises anything by itself:
+        the next readings decide, through the usual hysteresis. Severity stays the config's."""
+        self.last_at = told.at_ms
+        self.due = None
+        self.count = 0
+        self.clear_count = 0
+        if told.active:
+            if self.phase not in (ACTIVE, SUPPRESSED):
+                self.phase = ACTIVE
+                self.raised_at = told.at_ms
+                self.onset = told.at_ms
+            if told.value is not None:
+                self.value = told.value
+            if self.group is not None:
+                self.group.adopt(self)
+        elif self.phase != IDLE:
+            self.phase = IDLE
+            if self.group is not None:
+                self.group.member_good(self, told.at_ms)
+
     def busy(self) -> bool:
         """Anything worth saving (beyond what the evaluator keeps). A latch that ever told the sink
         something keeps its last_at, so that a restart cannot send a Condition back in time."""
@@ -386,9 +409,8 @@ class Latch:
         self.last_at = int(data.get("last_at", 0))
         self.value = data.get("value")
         self.level = data.get("level")
-        severity = data.get("severity")
-        if severity in SEVERITY_RANK:
-            self.severity = severity
+        # The saved severity is not taken back: severity comes from the config in force (a kind
+        # whose severity moves with its state, levels or events, works it out again in `load`).
         due = data.get("due")
         if due is not None:
             self.env.timers.arm(self, int(due))

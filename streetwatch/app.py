@@ -99,6 +99,7 @@ class Service:
         self.receiver = MqttReceiver(settings.mqtt, self.pipeline, self.metrics)
         self._tasks: list[asyncio.Task[Any]] = []
         self._http: uvicorn.Server | None = None
+        self._state_write: asyncio.Future[None] | None = None  # the rule-state save in flight
         self.started = time.time()
 
     def health(self) -> dict[str, Any]:
@@ -127,8 +128,8 @@ class Service:
             self.engine.load_state()
             if self.alerting is not None:
                 # Rule state and alert store are saved separately; after a crash they may
-                # disagree. The engine's restored view of what is open wins.
-                self.alerting.reconcile(self.engine.open_conditions(), self.engine.watermark_ms)
+                # disagree. Whichever heard last wins; a restart never clears an alert.
+                self.alerting.resume(self.engine)
             self._spawn(self._tick_loop(), "rules-tick")
         http = self.settings.http
         if http.enabled:
@@ -169,11 +170,15 @@ class Service:
         batch = self.engine.prepare_state(limit)
         if batch is None:
             return
-        try:
-            await asyncio.to_thread(self.engine.write_state, batch)
-        except Exception:
-            self.engine.requeue_state(batch)
-            raise
+        # Shielded: a stop that cancels the tick loop must not leave the write running unseen in
+        # its thread while the final save starts another on the same file (stop() waits for it).
+        self._state_write = asyncio.ensure_future(asyncio.to_thread(self.engine.write_state, batch))
+        self._state_write.add_done_callback(lambda f: self._state_written(f, batch))
+        await asyncio.shield(self._state_write)
+
+    def _state_written(self, done: asyncio.Future[None], batch: Any) -> None:
+        if done.cancelled() or done.exception() is not None:
+            self.engine.requeue_state(batch)  # saved next time, by the loop or the final save
 
     async def wait_drained(self, timeout: float) -> bool:
         """Wait until the spool is empty (everything stored); True if it got there."""
@@ -198,6 +203,9 @@ class Service:
         with contextlib.suppress(Exception):
             await self.store.aclose()
         if self.engine is not None:
+            if self._state_write is not None:
+                # A save in flight when the tick loop was cancelled: let it finish first.
+                await asyncio.gather(self._state_write, return_exceptions=True)
             with contextlib.suppress(Exception):
                 self.engine.save_state()
             with contextlib.suppress(Exception):

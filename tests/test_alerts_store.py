@@ -481,9 +481,11 @@ def test_sla_limits_can_be_switched_off(tmp_path: Path, clock: Clock) -> None:
     store.shutdown()
 
 
-def test_reconcile_with_what_the_rule_engine_holds(store: AlertStore, recorder: Recorder) -> None:
+def test_reconcile_raises_what_the_engine_holds_and_never_clears(
+    store: AlertStore, recorder: Recorder
+) -> None:
     store.on_condition(cond(device="wl-001", at=T0))  # the engine still holds this one
-    store.on_condition(cond(device="wl-002", at=T0))  # ... but dropped this one while we were down
+    store.on_condition(cond(device="wl-002", at=T0))  # the engine does not know it (state lost)
     store.on_condition(cond(device="wl-003", at=T0))
     wl3 = store.find_open("water_level", "wl-003")
     assert wl3 is not None
@@ -495,8 +497,66 @@ def test_reconcile_with_what_the_rule_engine_holds(store: AlertStore, recorder: 
     changes = store.reconcile(held, at_ms=T0 + 10)
     by_device = {a.device: a for a in store.open_alerts()}
     assert by_device["wl-001"].state == "active"
-    assert by_device["wl-002"].state == "cleared" and by_device["wl-002"].cleared_at == T0 + 10
-    assert by_device["wl-003"].state == "cleared" and not by_device["wl-003"].condition_active
+    # A restart never clears: only a reading (or the absence of one) decides.
+    assert by_device["wl-002"].state == "active" and by_device["wl-002"].condition_active
+    assert by_device["wl-003"].state == "cleared" and by_device["wl-003"].condition_active
     assert by_device["wl-004"].state == "active"
-    assert changes == 3  # wl-002 cleared, wl-003 condition gone, wl-004 raised
+    assert changes == 1  # wl-004 raised
     assert store.reconcile(held, at_ms=T0 + 20) == 0  # idempotent
+    told = {(c.device, c.active, c.at_ms) for c in store.told()}
+    assert ("wl-002", True, T0) in told and ("wl-003", True, T0) in told
+
+
+def test_time_limits_of_the_config_in_force_apply_to_open_alerts_after_a_restart(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "a.sqlite"
+    first = AlertStore(path, policy=SlaPolicy.from_config(SlaConfig()), clock=clock).open()
+    first.on_condition(cond(rule="battery_low", device="b1", severity="warning"))
+    first.on_condition(cond(rule="water_level", device="w1", severity="major"))
+    first.on_condition(cond(rule="lamp_dark", device="l1", severity="minor"))
+    first.shutdown()
+    # The city tightens major, switches warning's limits off, leaves minor as it was.
+    config = SlaConfig.model_validate(
+        {"warning": {"response": None, "resolution": None}, "major": {"response": "10m"}}
+    )
+    store = AlertStore(path, policy=SlaPolicy.from_config(config), clock=clock).open()
+    by_device = {a.device: a for a in store.open_alerts()}
+    opened = by_device["w1"].opened_at
+    assert by_device["w1"].response_due == opened + 10 * MIN * 1000
+    assert by_device["w1"].resolution_due == opened + 48 * HOUR * 1000
+    assert by_device["b1"].response_due is None and by_device["b1"].resolution_due is None
+    assert by_device["l1"].response_due == opened + 8 * HOUR * 1000
+    clock.advance(20 * MIN)
+    changes = store.sweep_sla()
+    assert [(c.alert_id, c.action) for c in changes] == [(by_device["w1"].id, "overdue")]
+    clock.advance(30 * 86400)
+    assert all(c.alert_id != by_device["b1"].id for c in store.sweep_sla())
+    store.shutdown()
+
+
+def test_a_limit_switched_off_is_never_overdue_even_with_an_old_due_time(clock: Clock) -> None:
+    """null means no limit: an alert still carrying a due time from an older config is not
+    overdue (and is not escalated to the top at once, as a zero-length limit would be)."""
+    from dataclasses import replace
+
+    from alerts.sla import evaluate
+
+    alert = Alert(
+        id="a" * 32,
+        rule="battery_low",
+        device="b1",
+        kind="waterlevel",
+        severity="warning",
+        state="active",
+        message="m",
+        raised_at=T0,
+        updated_at=T0,
+        opened_at=T0,
+        response_due=T0 + 1000,
+        resolution_due=T0 + 2000,
+    )
+    config = SlaConfig.model_validate({"warning": {"response": None, "resolution": None}})
+    assert evaluate(alert, T0 + 86_400_000, SlaPolicy.from_config(config)) is None
+    on = evaluate(replace(alert), T0 + 86_400_000, SlaPolicy.from_config(SlaConfig()))
+    assert on is not None

@@ -1,0 +1,128 @@
+"""Restarts never clear an alert: only a reading (or the absence of one) does.
+
+The real service process, a real Mosquitto and a real InfluxDB. Rule state is saved about once a
+second and the alert store commits every change at once, so a `kill -9` right after a raise leaves a
+store that knows more than the rule state. The restart must keep those alerts open.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.publish import Publisher
+from tests.servers import InfluxDB, Mosquitto
+from tests.service import ServiceProcess
+
+pytestmark = pytest.mark.integration
+
+POINTS = 6
+REGISTRY = "device_id,kind,road,road_class,point,report_interval_s\n" + "".join(
+    f"W{i},waterlevel,运河路,main,运河路下穿{i},60\n" for i in range(POINTS)
+)
+
+
+def _get(svc: ServiceProcess, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{svc.http_port}{path}", timeout=5) as r:
+        return orjson.loads(r.read())
+
+
+def _service(tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB) -> ServiceProcess:
+    reg = tmp_path / "registry.csv"
+    reg.write_text(REGISTRY, encoding="utf-8")
+    return ServiceProcess(
+        tmp_path / "data",
+        {
+            "STREETWATCH_MQTT__PORT": str(mosquitto.port),
+            "STREETWATCH_INFLUXDB__URL": influxdb.url,
+            "STREETWATCH_REGISTRY__PATH": str(reg),
+        },
+    )
+
+
+# The flood starts 20 min ago, so that readings after the restart can be later than the rule's
+# clear_for_s (10 min) without being in the future.
+T0 = time.time_ns() // 1_000_000 - 20 * 60_000
+
+
+def _flood(pub: Publisher, svc: ServiceProcess) -> dict[str, str]:
+    """Raise a flood at every point; returns device → alert id once the store has them all."""
+    for i in range(POINTS):
+        pub.send(f"city/jining/waterlevel/W{i}/telemetry", {"ts": T0, "depth_cm": 30.0})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        items = _get(svc, "/api/alerts?rule=water_level&state=active")["items"]
+        if len(items) == POINTS:
+            return {a["device"]: a["id"] for a in items}
+        time.sleep(0.02)
+    raise TimeoutError("the flood alerts were not raised")
+
+
+def _states_after_restart(svc: ServiceProcess) -> dict[str, tuple[str, bool]]:
+    svc.start()
+    items = _get(svc, "/api/alerts?rule=water_level")["items"]
+    return {a["device"]: (a["state"], a["condition_active"]) for a in items}
+
+
+def test_kill_9_right_after_a_raise_keeps_the_alerts_open(
+    tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB
+) -> None:
+    svc = _service(tmp_path, mosquitto, influxdb).start()
+    pub = Publisher(mosquitto.port)
+    try:
+        ids = _flood(pub, svc)
+        svc.kill9()  # well within the second between rule-state saves
+        after = _states_after_restart(svc)
+        assert after == {d: ("active", True) for d in ids}, after
+        # The water is still there: the next reading keeps them open; nothing was doubled.
+        for i in range(POINTS):
+            pub.send(
+                f"city/jining/waterlevel/W{i}/telemetry", {"ts": T0 + 60_000, "depth_cm": 31.0}
+            )
+        time.sleep(1.0)
+        items = _get(svc, "/api/alerts?rule=water_level")["items"]
+        assert sorted(a["id"] for a in items) == sorted(ids.values())
+        assert {a["state"] for a in items} == {"active"}
+    finally:
+        pub.close()
+        svc.stop()
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_an_unusable_rule_state_file_keeps_open_alerts_until_a_reading_decides(
+    tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, damage: str
+) -> None:
+    svc = _service(tmp_path, mosquitto, influxdb).start()
+    pub = Publisher(mosquitto.port)
+    try:
+        ids = _flood(pub, svc)
+        rc, _ = svc.terminate()
+        assert rc == 0
+        state = tmp_path / "data" / "rules-state.sqlite"
+        for extra in ("", "-wal", "-shm"):
+            Path(f"{state}{extra}").unlink(missing_ok=True)
+        if damage == "corrupt":
+            state.write_bytes(b"this is not a database" * 100)
+        after = _states_after_restart(svc)
+        assert after == {d: ("active", True) for d in ids}, after
+        # A reading decides: the water is gone at W0 (the rule's clear_for_s later), still at W1.
+        pub.send("city/jining/waterlevel/W0/telemetry", {"ts": T0 + 60_000, "depth_cm": 0.0})
+        pub.send("city/jining/waterlevel/W0/telemetry", {"ts": T0 + 760_000, "depth_cm": 0.0})
+        pub.send("city/jining/waterlevel/W1/telemetry", {"ts": T0 + 760_000, "depth_cm": 30.0})
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            states = {
+                a["device"]: a["state"] for a in _get(svc, "/api/alerts?rule=water_level")["items"]
+            }
+            if states.get("W0") == "cleared":
+                break
+            time.sleep(0.1)
+        assert states["W0"] == "cleared" and states["W1"] == "active", states
+    finally:
+        pub.close()
+        svc.stop()
