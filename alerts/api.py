@@ -4,12 +4,21 @@
     GET  /api/alerts/{id}       → alert (404 unknown)
     GET  /api/alerts/{id}/history → {"items": [change, ...]} (the audit trail)
     POST /api/alerts/{id}/ack | dispatch | resolve | close
-         Authorization: Bearer <http.token>; optional JSON body {"who", "assignee", "note"}
+         Authorization: Bearer <a token of http.tokens, or http.token>;
+         optional JSON body {"note", "assignee", "force", "who"}
          → the alert after the change; 401 bad/missing token, 403 no token configured,
-           404 unknown id, 409 not allowed in the alert's state, 422 bad input.
+           404 unknown id, 409 not allowed in the alert's state (or the condition is still
+           present: resolve needs force), 422 bad input.
+
+The audit trail's `who` is the name of the token that matched (`operator` for http.token); a `who`
+in the body is only kept beside it as a display note (`shown_as`).
 
 `state` takes one state, several separated by commas, or `open` (all but closed). `since` is RFC 3339
 with an offset, or epoch milliseconds, and keeps alerts updated at or after it.
+
+Every handler is a plain function, so FastAPI runs it in its thread pool: a large list or a slow
+disk never holds up the event loop the ingest and the rule engine run on. Every error body is
+`{"detail": "…"}` (409 adds `state`, `action` and `reason`), as the OpenAPI document says.
 
 `{id}` only matches the shape of an alert id (32 hex digits), so `/api/alerts/stream` (SSE, added on
 the same prefix later) is never swallowed by the by-id route, whatever order the routes are mounted in.
@@ -17,16 +26,16 @@ the same prefix later) is never swallowed by the by-id route, whatever order the
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable
-from typing import Annotated, Any
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.convertors import CONVERTOR_TYPES, Convertor, register_url_convertor
 
-from alerts.errors import AlertNotFound, AlertStoreError, InvalidTransition
+from alerts.auth import Credentials, bearer
+from alerts.errors import AlertNotFound, AlertStoreError, ConditionStillPresent, InvalidTransition
 from alerts.model import Alert, parse_time
 from alerts.store import AlertStore
 
@@ -51,24 +60,109 @@ class ActionBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    who: str | None = Field(None, min_length=1, max_length=128)
-    assignee: str | None = Field(None, min_length=1, max_length=128)
     note: str | None = Field(None, max_length=4000)
+    assignee: str | None = Field(None, min_length=1, max_length=128)
+    # resolve: also while the condition is still present (needs a note saying why)
+    force: bool = False
+    # A display name for the audit trail, kept beside the token's name (never instead of it).
+    who: str | None = Field(None, min_length=1, max_length=128)
 
 
-def _require_token(token: str | None) -> Callable[[str | None], None]:
-    def check(authorization: Annotated[str | None, Header()] = None) -> None:
-        if not token:  # None or "": an empty token must never match an empty header
-            # No token configured: POSTs are refused outright (403), whatever the request carries,
-            # because no credential could make them acceptable (config http.token: null).
-            raise HTTPException(403, "alert actions are disabled: set http.token to allow them")
-        scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(
-            given.strip().encode(), token.encode()
-        ):
+# ---- what the API answers, for the OpenAPI document ------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class ConflictBody(BaseModel):
+    detail: str
+    state: str
+    action: str
+    reason: Literal["invalid_transition", "condition_still_present"]
+
+
+class AlertOut(BaseModel):
+    """The contract's alert object (§3) and the fields beyond it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    rule: str
+    device: str
+    kind: str
+    severity: Literal["critical", "major", "minor", "warning"]
+    state: Literal["active", "acknowledged", "dispatched", "cleared", "closed"]
+    message: str
+    raised_at: str
+    updated_at: str
+    cleared_at: str | None = None
+    level: int | None = None
+    value: float | None = None
+    road: str | None = None
+    assignee: str | None = None
+    condition_active: bool
+    condition_still_present: bool
+
+
+class AlertList(BaseModel):
+    items: list[AlertOut]
+
+
+class ChangeOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    seq: int
+    alert_id: str
+    action: str
+    at: str
+    who: str
+    state_from: str | None
+    state_to: str
+
+
+class ChangeList(BaseModel):
+    items: list[ChangeOut]
+
+
+def _err(text: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": text}
+
+
+READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _err("a token is required to read (http.read_token_required) and none matched"),
+    422: _err("a query parameter is not valid"),
+    503: _err("the alert store is not open, or alerts are switched off"),
+}
+ONE_ERRORS: dict[int | str, dict[str, Any]] = {**READ_ERRORS, 404: _err("no alert has that id")}
+ACTION_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ONE_ERRORS,
+    401: _err("no token, or a token that matches none"),
+    403: _err("no token is configured: the actions are switched off"),
+    409: {"model": ConflictBody, "description": "not allowed in the alert's state"},
+    422: _err("the body is not valid (dispatch needs an assignee; force needs a note)"),
+}
+
+
+# ---- who is asking ----------------------------------------------------------------------------
+
+
+def writer(credentials: Credentials) -> Callable[..., str]:
+    """The dependency of every POST: the name of the credential (401/403 otherwise)."""
+
+    def check(authorization: Annotated[str | None, Header()] = None) -> str:
+        if not credentials.configured:
+            # No token configured: POSTs are refused outright (403), whatever the request
+            # carries, because no credential could make them acceptable.
+            raise HTTPException(
+                403, "alert actions are disabled: set http.tokens (or http.token) to allow them"
+            )
+        name = credentials.identify(bearer(authorization))
+        if name is None:
             raise HTTPException(
                 401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
             )
+        return name
 
     return check
 
@@ -76,14 +170,18 @@ def _require_token(token: str | None) -> Callable[[str | None], None]:
 def build_router(
     store: AlertStore,
     *,
-    token: str | None,
+    token: str | None = None,
+    tokens: Mapping[str, str] | None = None,
+    credentials: Credentials | None = None,
     default_limit: int = 100,
     max_limit: int = 1000,
     enabled: bool = True,
 ) -> APIRouter:
-    """The /api/alerts routes over `store`. `token` is http.token (None: every POST gets 403)."""
+    """The /api/alerts routes over `store`. Credentials: `credentials`, or built from `tokens`
+    (http.tokens) and `token` (http.token, as `operator`); none: every POST gets 403."""
     router = APIRouter(prefix="/api/alerts", tags=["alerts"])
-    auth = Depends(_require_token(token))
+    creds = credentials if credentials is not None else Credentials(tokens, legacy=token)
+    principal = Depends(writer(creds))
 
     def _store() -> AlertStore:
         if not enabled:
@@ -95,7 +193,7 @@ def build_router(
     def _json(alert: Alert) -> dict[str, Any]:
         return alert.to_json()
 
-    @router.get("")
+    @router.get("", response_model=None, responses={200: {"model": AlertList}, **READ_ERRORS})
     def list_alerts(
         state: str | None = None,
         rule: str | None = None,
@@ -119,63 +217,85 @@ def build_router(
             )
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
+        except AlertStoreError as exc:
+            raise HTTPException(503, str(exc)) from exc
         return {"items": [_json(a) for a in items]}
 
-    @router.get(f"/{ID}")
+    @router.get(f"/{ID}", response_model=None, responses={200: {"model": AlertOut}, **ONE_ERRORS})
     def get_alert(alert_id: str) -> dict[str, Any]:
-        alert = _store().get(alert_id)
+        try:
+            alert = _store().get(alert_id)
+        except AlertStoreError as exc:
+            raise HTTPException(503, str(exc)) from exc
         if alert is None:
             raise HTTPException(404, f"no alert with id {alert_id!r}")
         return _json(alert)
 
-    @router.get(f"/{ID}/history")
+    @router.get(
+        f"/{ID}/history", response_model=None, responses={200: {"model": ChangeList}, **ONE_ERRORS}
+    )
     def alert_history(alert_id: str) -> dict[str, Any]:
         try:
             changes = _store().history(alert_id)
         except AlertNotFound as exc:
             raise HTTPException(404, str(exc)) from exc
+        except AlertStoreError as exc:
+            raise HTTPException(503, str(exc)) from exc
         return {"items": [c.to_json() for c in changes]}
 
-    def _act(alert_id: str, action: Callable[[AlertStore], Alert]) -> Any:
+    def _act(action: str, alert_id: str, who: str, body: ActionBody | None) -> Any:
+        b = body or ActionBody()
+        if action == "dispatch" and not b.assignee:
+            raise HTTPException(422, "dispatch needs an assignee (the crew or person sent)")
         try:
-            return _json(action(_store()))
+            alert = _store().act(
+                action,
+                alert_id,
+                who=who,
+                note=b.note,
+                assignee=b.assignee,
+                force=b.force,
+                shown_as=b.who,
+            )
         except AlertNotFound as exc:
             raise HTTPException(404, str(exc)) from exc
         except InvalidTransition as exc:
+            reason = (
+                "condition_still_present"
+                if isinstance(exc, ConditionStillPresent)
+                else "invalid_transition"
+            )
             return JSONResponse(
-                {"detail": str(exc), "state": exc.state, "action": exc.action}, status_code=409
+                {"detail": str(exc), "state": exc.state, "action": exc.action, "reason": reason},
+                status_code=409,
             )
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
         except AlertStoreError as exc:
             raise HTTPException(503, str(exc)) from exc
+        return _json(alert)
 
-    # Who did it: the body's `who`, else a generic name (the token is shared, not personal).
-    default_who = "operator"
+    action_doc: dict[str, Any] = {
+        "response_model": None,
+        "responses": {200: {"model": AlertOut}, **ACTION_ERRORS},
+    }
 
-    @router.post(f"/{ID}/ack", dependencies=[auth])
-    def ack(alert_id: str, body: ActionBody | None = None) -> Any:
-        b = body or ActionBody()
-        return _act(alert_id, lambda s: s.ack(alert_id, b.who or default_who, b.note))
+    @router.post(f"/{ID}/ack", **action_doc)
+    def ack(alert_id: str, body: ActionBody | None = None, who: str = principal) -> Any:
+        return _act("ack", alert_id, who, body)
 
-    @router.post(f"/{ID}/dispatch", dependencies=[auth])
-    def dispatch(alert_id: str, body: ActionBody | None = None) -> Any:
-        b = body or ActionBody()
-        if not b.assignee:
-            raise HTTPException(422, "dispatch needs an assignee (the crew or person sent)")
-        assignee = b.assignee
-        return _act(
-            alert_id, lambda s: s.dispatch(alert_id, b.who or default_who, assignee, b.note)
-        )
+    @router.post(f"/{ID}/dispatch", **action_doc)
+    def dispatch(alert_id: str, body: ActionBody | None = None, who: str = principal) -> Any:
+        return _act("dispatch", alert_id, who, body)
 
-    @router.post(f"/{ID}/resolve", dependencies=[auth])
-    def resolve(alert_id: str, body: ActionBody | None = None) -> Any:
-        b = body or ActionBody()
-        return _act(alert_id, lambda s: s.resolve(alert_id, b.who or default_who, b.note))
+    @router.post(f"/{ID}/resolve", **action_doc)
+    def resolve(alert_id: str, body: ActionBody | None = None, who: str = principal) -> Any:
+        """Refused with 409 (`reason: condition_still_present`) while the rules still see the
+        condition, unless the body says `force: true` with a note."""
+        return _act("resolve", alert_id, who, body)
 
-    @router.post(f"/{ID}/close", dependencies=[auth])
-    def close(alert_id: str, body: ActionBody | None = None) -> Any:
-        b = body or ActionBody()
-        return _act(alert_id, lambda s: s.close(alert_id, b.who or default_who, b.note))
+    @router.post(f"/{ID}/close", **action_doc)
+    def close(alert_id: str, body: ActionBody | None = None, who: str = principal) -> Any:
+        return _act("close", alert_id, who, body)
 
     return router

@@ -119,5 +119,10 @@ class AlertsConfig(_Section):
     max_limit: int = Field(1000, ge=1)
     # Changes buffered per in-memory subscriber (SSE); a slower one loses the oldest and is told.
     subscriber_queue: int = Field(1000, ge=1)
+    # Live streams (GET /api/alerts/stream) open at once; one more is answered 429.
+    max_stream_clients: int = Field(100, ge=1)
+    # Closed alerts (and their audit trail) older than this many days are purged by a daily job;
+    # null keeps them for ever.
+    retention_days: float | None = Field(400, gt=0)
     sla: SlaConfig = SlaConfig()
     mqtt: AlertsMqttConfig = AlertsMqttConfig()

@@ -3,6 +3,7 @@
 AlertError
 ├── AlertNotFound        no alert has that id (HTTP 404)
 ├── InvalidTransition    the action is not allowed in the alert's state (HTTP 409)
+│   └── ConditionStillPresent  resolve while the rule engine still sees the condition (409)
 └── AlertStoreError      the SQLite alert store cannot be opened or is not open
 """
 
@@ -27,6 +28,12 @@ class InvalidTransition(AlertError):
         self.alert_id = alert_id
         self.action = action
         self.state = state
+
+
+class ConditionStillPresent(InvalidTransition):
+    """Resolving an alert whose condition is still present needs `force` (and a note saying why)."""
+
+    reason = "condition_still_present"
 
 
 class AlertStoreError(AlertError):

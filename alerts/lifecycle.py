@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from alerts.errors import InvalidTransition
+from alerts.errors import ConditionStillPresent, InvalidTransition
 from alerts.model import RULES_WHO, UNRESOLVED_STATES, Alert, Change, Outcome, State
 from alerts.sla import SlaPolicy
 from rules.signals import Condition
@@ -180,13 +180,25 @@ def dispatch(alert: Alert, *, who: str, assignee: str, note: str | None, now: in
     )
 
 
-def resolve(alert: Alert, *, who: str, note: str | None, now: int) -> Outcome:
-    """A person says it is fixed. If the rule engine still sees the condition and says so again,
-    the alert re-activates (see module doc)."""
+def resolve(alert: Alert, *, who: str, note: str | None, now: int, force: bool = False) -> Outcome:
+    """A person says it is fixed. While the rule engine still sees the condition this is refused
+    (ConditionStillPresent) unless `force` is given with a note saying why; a forced resolve is
+    marked in the audit trail, and the alert keeps saying that the condition is still present."""
     if alert.state not in UNRESOLVED_STATES:
         raise _refuse(
             alert, "resolve", "only an active, acknowledged or dispatched alert can be resolved"
         )
+    if alert.condition_active and not force:
+        raise ConditionStillPresent(
+            alert.id,
+            "resolve",
+            alert.state,
+            f"cannot resolve alert {alert.id}: its condition is still present (the rules still"
+            " see it); resolve with force: true and a note saying why to override",
+        )
+    if force and alert.condition_active and not (note and note.strip()):
+        raise ValueError("a forced resolve needs a note saying why")
+    detail = {"forced": True} if alert.condition_active else {}
     new = replace(
         alert,
         state="cleared",
@@ -195,7 +207,9 @@ def resolve(alert: Alert, *, who: str, note: str | None, now: int) -> Outcome:
         resume_state=None,
         updated_at=max(alert.updated_at, now),
     )
-    return Outcome(new, Change(alert.id, "resolved", now, who, alert.state, new.state, note))
+    return Outcome(
+        new, Change(alert.id, "resolved", now, who, alert.state, new.state, note, detail=detail)
+    )
 
 
 def close(alert: Alert, *, who: str, note: str | None, now: int) -> Outcome:

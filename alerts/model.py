@@ -139,6 +139,8 @@ class Alert:
         out["overdue_limits"] = sorted(self.overdue)
         out["escalation"] = self.escalation
         out["condition_active"] = self.condition_active
+        # Resolved by a person (forced) while the rules still see the condition.
+        out["condition_still_present"] = self.state == "cleared" and self.condition_active
         for name in (
             "response_due",
             "resolution_due",

@@ -39,7 +39,7 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 class Fanout:
-    """An outlet made of outlets. Add and remove at any time (a later issue adds crew notices)."""
+    """An outlet made of outlets (the SSE hub, MQTT, crew notices). Add and remove at any time."""
 
     def __init__(self) -> None:
         self._outlets: list[AlertOutlet] = []

@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from alerts.api import build_router
+from alerts.auth import Credentials
 from alerts.model import STATES, wall_ms
 from alerts.mqtt_outlet import CURSOR, MqttOutlet
 from alerts.outlets import Fanout, Hub
@@ -111,9 +112,12 @@ class Alerting:
             road_of=_road_lookup(registry),
         )
         self.sink: ConditionSink = self.store if self.enabled else _DisabledSink()
+        # Named tokens (http.tokens) and the older http.token (as `operator`): the audit trail's
+        # `who` is the matching credential's name. Other routers (CLI, ack links) may reuse it.
+        self.credentials = Credentials(settings.http.tokens, legacy=settings.http.token)
         self.router = build_router(
             self.store,
-            token=settings.http.token,
+            credentials=self.credentials,
             default_limit=config.default_limit,
             max_limit=config.max_limit,
             enabled=self.enabled,

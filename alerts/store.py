@@ -281,11 +281,54 @@ class AlertStore:
             lambda a, now: lifecycle.dispatch(a, who=who, assignee=assignee, note=note, now=now),
         )
 
-    def resolve(self, alert_id: str, who: str, note: str | None = None) -> Alert:
-        return self._act(alert_id, lambda a, now: lifecycle.resolve(a, who=who, note=note, now=now))
+    def resolve(
+        self, alert_id: str, who: str, note: str | None = None, *, force: bool = False
+    ) -> Alert:
+        """Refused (ConditionStillPresent) while the condition is present, unless `force`."""
+        return self._act(
+            alert_id,
+            lambda a, now: lifecycle.resolve(a, who=who, note=note, now=now, force=force),
+        )
 
     def close(self, alert_id: str, who: str, note: str | None = None) -> Alert:
         return self._act(alert_id, lambda a, now: lifecycle.close(a, who=who, note=note, now=now))
+
+    def act(
+        self,
+        action: str,
+        alert_id: str,
+        *,
+        who: str,
+        note: str | None = None,
+        assignee: str | None = None,
+        force: bool = False,
+        shown_as: str | None = None,
+    ) -> Alert:
+        """One person's or system's action on an alert, as a named principal: `who` is the name
+        of the credential that was checked (an HTTP token's name, a crew's name for a signed ack
+        link), and goes into the audit trail as is. `shown_as` is a name the caller typed, kept
+        beside it only as a display note. `action`: ack, dispatch, resolve or close.
+
+        Raises AlertNotFound, InvalidTransition (ConditionStillPresent for resolve without
+        `force`), ValueError for bad input (dispatch without assignee, force without a note)."""
+
+        def step(a: Alert, now: int) -> Outcome:
+            if action == "ack":
+                out = lifecycle.acknowledge(a, who=who, note=note, now=now)
+            elif action == "dispatch":
+                out = lifecycle.dispatch(a, who=who, assignee=assignee or "", note=note, now=now)
+            elif action == "resolve":
+                out = lifecycle.resolve(a, who=who, note=note, now=now, force=force)
+            elif action == "close":
+                out = lifecycle.close(a, who=who, note=note, now=now)
+            else:
+                raise ValueError(f"unknown action {action!r}; one of ack, dispatch, resolve, close")
+            if shown_as and shown_as != who:
+                change = replace(out.change, detail={**out.change.detail, "shown_as": shown_as})
+                out = Outcome(out.alert, change)
+            return out
+
+        return self._act(alert_id, step)
 
     def _act(self, alert_id: str, step: Callable[[Alert, int], Outcome]) -> Alert:
         with self._lock:

@@ -111,6 +111,26 @@ class HttpConfig(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     token: str | None = None
+    # Named credentials, {name: token}: the name is the audit trail's `who`.
+    tokens: dict[str, str] = {}
+    # true: every GET but /healthz needs a token too (header, or ?access_token= for the page/SSE).
+    read_token_required: bool = False
+    # Host header names the service answers to (DNS rebinding); None: loopback names while
+    # http.host is a loopback address, any name otherwise. "*" allows any.
+    allowed_hosts: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _distinct_tokens(self) -> HttpConfig:
+        seen: dict[str, str] = {}
+        for name, token in self.tokens.items():
+            if not name.strip() or len(name) > 128:
+                raise ValueError("tokens: a name must be 1–128 characters")
+            if not token:
+                raise ValueError(f"tokens.{name}: empty token")
+            if token in seen:
+                raise ValueError(f"tokens.{name}: same token as tokens.{seen[token]}")
+            seen[token] = name
+        return self
 
 
 class DeadLetterConfig(Section):
@@ -196,12 +216,19 @@ def _check_env_keys(env: dict[str, str]) -> None:
                 break
 
 
+def _secret(key: str, given: Any) -> bool:
+    return isinstance(given, dict) or any(w in key for w in ("token", "password", "secret"))
+
+
 def _format_error(exc: ValidationError, origin: str) -> str:
     lines = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             lines.append(f"unknown config key {key!r}")
+        elif _secret(key, err.get("input")):
+            # Never echo a credential (or a whole section that holds one) into a log line.
+            lines.append(f"invalid config key {key!r}: {err['msg']}")
         else:
             lines.append(f"invalid config key {key!r}: {err['msg']} (got {err.get('input')!r})")
     return f"{origin}: " + "; ".join(lines)

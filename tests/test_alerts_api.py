@@ -111,7 +111,8 @@ def test_actions_through_http(client: TestClient, store: AlertStore) -> None:
         f"/api/alerts/{alert_id}/ack", headers=AUTH, json={"who": "zhang.wei", "note": "seen"}
     )
     assert r.status_code == 200, r.text
-    assert r.json()["state"] == "acknowledged" and r.json()["acknowledged_by"] == "zhang.wei"
+    # The token decides who it was (http.token is `operator`); the typed name is a display note.
+    assert r.json()["state"] == "acknowledged" and r.json()["acknowledged_by"] == "operator"
 
     r = client.post(f"/api/alerts/{alert_id}/dispatch", headers=AUTH, json={"who": "zhang.wei"})
     assert r.status_code == 422 and "assignee" in r.text
@@ -123,8 +124,21 @@ def test_actions_through_http(client: TestClient, store: AlertStore) -> None:
     r = client.post(f"/api/alerts/{alert_id}/close", headers=AUTH)  # not cleared yet
     assert r.status_code == 409
     assert r.json()["state"] == "dispatched" and "only a cleared alert" in r.json()["detail"]
+    assert r.json()["reason"] == "invalid_transition"
 
-    assert client.post(f"/api/alerts/{alert_id}/resolve", headers=AUTH).json()["state"] == "cleared"
+    # The rules still see the water: resolving is refused unless forced, with a note.
+    r = client.post(f"/api/alerts/{alert_id}/resolve", headers=AUTH)
+    assert r.status_code == 409 and r.json()["reason"] == "condition_still_present"
+    assert "still present" in r.json()["detail"]
+    r = client.post(f"/api/alerts/{alert_id}/resolve", headers=AUTH, json={"force": True})
+    assert r.status_code == 422 and "note" in r.json()["detail"]
+    r = client.post(
+        f"/api/alerts/{alert_id}/resolve",
+        headers=AUTH,
+        json={"force": True, "note": "sensor fouled; checked on site"},
+    )
+    assert r.status_code == 200 and r.json()["state"] == "cleared"
+    assert r.json()["condition_still_present"] is True
     r = client.post(f"/api/alerts/{alert_id}/close", headers=AUTH, json={"note": "pumped"})
     assert r.status_code == 200 and r.json()["state"] == "closed"
     assert client.post(f"/api/alerts/{alert_id}/ack", headers=AUTH).status_code == 409
@@ -132,12 +146,52 @@ def test_actions_through_http(client: TestClient, store: AlertStore) -> None:
     trail = client.get(f"/api/alerts/{alert_id}/history").json()["items"]
     assert [(c["action"], c["who"]) for c in trail] == [
         ("raised", "rules"),
-        ("acknowledged", "zhang.wei"),
+        ("acknowledged", "operator"),
         ("dispatched", "operator"),
         ("resolved", "operator"),
         ("closed", "operator"),
     ]
+    assert trail[1]["detail"] == {"shown_as": "zhang.wei"}
+    assert trail[3]["detail"] == {"forced": True}
     assert trail[-1]["note"] == "pumped"
+
+
+def test_named_tokens_name_who_did_it(store: AlertStore) -> None:
+    ids = seed(store)
+    app = FastAPI()
+    tokens = {"调度台": "desk-token-1", "scada": "scada-token-2"}
+    app.include_router(build_router(store, tokens=tokens, token=TOKEN))
+    with TestClient(app) as c:
+        for name, token, device in (
+            ("调度台", "desk-token-1", "wl-001"),
+            ("scada", "scada-token-2", "wl-002"),
+            ("operator", TOKEN, "wl-003"),
+        ):
+            r = c.post(
+                f"/api/alerts/{ids[device]}/ack",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"who": "someone else"},
+            )
+            assert r.status_code == 200, r.text
+            last = c.get(f"/api/alerts/{ids[device]}/history").json()["items"][-1]
+            assert (last["who"], last["detail"]) == (name, {"shown_as": "someone else"})
+        for wrong in ("desk-token-", "desk-token-1x", "DESK-TOKEN-1", ""):
+            r = c.post(
+                f"/api/alerts/{ids['wl-001']}/dispatch",
+                headers={"Authorization": f"Bearer {wrong}"},
+                json={"assignee": "crew"},
+            )
+            assert r.status_code == 401
+
+
+def test_credentials_never_show_a_token() -> None:
+    from alerts.auth import Credentials
+
+    creds = Credentials({"desk": "very-secret-1"}, legacy="very-secret-2")
+    assert "very-secret" not in repr(creds) and creds.names == ["desk", "operator"]
+    assert creds.identify("very-secret-1") == "desk"
+    assert creds.identify("very-secret-2") == "operator"
+    assert creds.identify(None) is None and creds.identify("") is None
 
 
 def test_actions_need_the_token(client: TestClient, store: AlertStore) -> None:
@@ -159,7 +213,7 @@ def test_no_token_configured_refuses_every_post(store: AlertStore, configured: s
     with client_for(store, token=configured) as c:
         for headers in (AUTH, {"Authorization": "Bearer "}, {}):
             r = c.post(f"/api/alerts/{alert_id}/ack", headers=headers)
-            assert r.status_code == 403 and "http.token" in r.text
+            assert r.status_code == 403 and "http.token" in r.text, r.text
         assert c.get(f"/api/alerts/{alert_id}").status_code == 200  # reading stays open
 
 

@@ -175,7 +175,7 @@ def test_invalid_transitions_are_refused_clearly(store: AlertStore) -> None:
     assert (err.value.action, err.value.state) == ("ack", "acknowledged")
     with pytest.raises(ValueError, match="assignee"):
         store.dispatch(alert_id, "x", "  ")
-    store.resolve(alert_id, "x", "replaced the sensor")
+    store.resolve(alert_id, "x", "replaced the sensor", force=True)
     for action in (store.ack, store.resolve):
         with pytest.raises(InvalidTransition):
             action(alert_id, "x")
@@ -226,14 +226,14 @@ def test_condition_returning_reactivates_the_same_alert(
     assert recorder.actions[-1] == "reactivated"
 
     # Resolved by a person, but the condition comes back: the fix did not hold → active.
-    store.resolve(alert_id, "crew 1", "cleared the drain")
+    store.resolve(alert_id, "crew 1", "cleared the drain", force=True)
     assert only_open(store).condition_active  # the rule engine has not said it is gone
     store.on_condition(cond(at=T0 + 3000, level=2))
     again = only_open(store)
     assert again.id == alert_id and again.state == "active"
 
     # Resolved, then the condition really goes: recorded, alert stays cleared until closed.
-    store.resolve(alert_id, "crew 1")
+    store.resolve(alert_id, "crew 1", "pumped it out again", force=True)
     store.on_condition(cond(at=T0 + 4000, active=False))
     done = only_open(store)
     assert done.state == "cleared" and not done.condition_active
@@ -489,7 +489,9 @@ def test_reconcile_raises_what_the_engine_holds_and_never_clears(
     store.on_condition(cond(device="wl-003", at=T0))
     wl3 = store.find_open("water_level", "wl-003")
     assert wl3 is not None
-    store.resolve(wl3.id, "crew")  # resolved by hand; the engine does not hold it either
+    store.resolve(
+        wl3.id, "crew", "replaced the float", force=True
+    )  # resolved by hand; the engine does not hold it either
     held = [
         cond(device="wl-001", at=T0),
         cond(device="wl-004", at=T0 + 5),
@@ -560,3 +562,40 @@ def test_a_limit_switched_off_is_never_overdue_even_with_an_old_due_time(clock: 
     assert evaluate(alert, T0 + 86_400_000, SlaPolicy.from_config(config)) is None
     on = evaluate(replace(alert), T0 + 86_400_000, SlaPolicy.from_config(SlaConfig()))
     assert on is not None
+
+
+def test_resolve_while_the_condition_is_present_needs_force_and_a_note(store: AlertStore) -> None:
+    from alerts.errors import ConditionStillPresent
+
+    store.on_condition(cond(at=T0))
+    alert_id = only_open(store).id
+    with pytest.raises(ConditionStillPresent, match="still present"):
+        store.resolve(alert_id, "crew 1", "looks fine to me")
+    with pytest.raises(ValueError, match="note"):
+        store.resolve(alert_id, "crew 1", force=True)
+    assert only_open(store).state == "active"
+    forced = store.resolve(alert_id, "crew 1", "sensor fouled, water gone", force=True)
+    assert forced.state == "cleared" and forced.to_json()["condition_still_present"] is True
+    assert store.history(alert_id)[-1].detail == {"forced": True}
+    # Once the condition is gone, a resolve needs no force.
+    store.on_condition(cond(device="wl-009", at=T0))
+    other = store.find_open("water_level", "wl-009")
+    assert other is not None
+    store.on_condition(cond(device="wl-009", at=T0 + 1, active=False))
+    cleared = store.get(other.id)
+    assert cleared is not None and cleared.to_json()["condition_still_present"] is False
+
+
+def test_act_as_a_named_principal_keeps_the_typed_name_as_a_note(store: AlertStore) -> None:
+    store.on_condition(cond(at=T0))
+    alert_id = only_open(store).id
+    acked = store.act("ack", alert_id, who="红星路维修班", note="on our way", shown_as="老王")
+    assert acked.acknowledged_by == "红星路维修班"
+    last = store.history(alert_id)[-1]
+    assert (last.who, last.note, last.detail) == (
+        "红星路维修班",
+        "on our way",
+        {"shown_as": "老王"},
+    )
+    with pytest.raises(ValueError, match="unknown action"):
+        store.act("explode", alert_id, who="x")

@@ -173,7 +173,9 @@ def test_live_table_actions_and_errors(tmp_path: Path, page: sync_api.Page) -> N
         flooded_row.locator('button[data-action="ack"]').click()
         expect(flooded_row.locator("td.state")).to_contain_text("已确认")
         expect(page.locator("#notice")).to_have_class("ok")
-        assert app.store.get(flooded.id).acknowledged_by == "值班员 王"  # type: ignore[union-attr]
+        # The token names who did it; the typed name is kept beside it as a display note.
+        assert app.store.get(flooded.id).acknowledged_by == "operator"  # type: ignore[union-attr]
+        assert app.store.history(flooded.id)[-1].detail == {"shown_as": "值班员 王"}
 
         # A change made elsewhere arrives too (another operator acks the lamp alert).
         lamp = app.store.find_open("lamp_dark", "LD-0231")
@@ -195,7 +197,8 @@ def test_live_table_actions_and_errors(tmp_path: Path, page: sync_api.Page) -> N
         page.screenshot(path=str(tmp_path / "control-centre.png"))
 
         # A 409: the alert was resolved elsewhere while this page still offered "resolve".
-        app.call(lambda: app.store.resolve(rising.id, "another desk"))
+        app.call(lambda: app.store.resolve(rising.id, "another desk", "checked", force=True))
+        expect(row(page, rising.id).locator("td.state")).to_contain_text("条件仍存在")
         expect(row(page, rising.id).locator("td.state")).to_contain_text("已恢复")
         page.evaluate(
             """id => document.querySelector(`#rows tr[data-id="${id}"] button[data-action="resolve"]`)
@@ -208,9 +211,18 @@ def test_live_table_actions_and_errors(tmp_path: Path, page: sync_api.Page) -> N
             "only an active, acknowledged or dispatched"
         )
 
-        # Resolve, then close: the closed alert leaves the table.
+        # Resolve while the water is still there: refused (409) until a note forces it; the row
+        # then says the condition is still present.
+        page.once("dialog", lambda d: d.dismiss())
+        flooded_row.locator('button[data-action="resolve"]').click()
+        expect(page.locator("#notice")).to_contain_text("409")
+        expect(page.locator("#notice")).to_contain_text("still present")
+        expect(flooded_row.locator("td.state")).to_contain_text("已派单")
+        page.once("dialog", lambda d: d.accept("传感器被淤泥覆盖"))
         flooded_row.locator('button[data-action="resolve"]').click()
         expect(flooded_row.locator("td.state")).to_contain_text("已恢复")
+        expect(flooded_row.locator("td.state")).to_contain_text("条件仍存在")
+        assert app.store.history(flooded.id)[-1].note == "传感器被淤泥覆盖"
         flooded_row.locator('button[data-action="close"]').click()
         expect(flooded_row).to_have_count(0)
         expect(page.locator("#n-critical")).to_have_text("0")
