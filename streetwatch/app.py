@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from alerts.auth import Credentials
 from devices.registry import load_registry
 from ingest.deadletter import DeadLetterLog
 from ingest.decode import Decoder
@@ -26,6 +27,7 @@ from ingest.receiver import MqttReceiver
 from ingest.spool import Spool
 from ingest.stores import make_store
 from ingest.writer import Writer
+from streetwatch.access import harden
 from streetwatch.config import Settings
 from streetwatch.errors import ConfigError
 from streetwatch.http import create_app
@@ -70,6 +72,13 @@ class Service:
             retry_max_s=st.retry_max_s,
         )
         self.http_app = create_app(self.metrics.registry, self.health)
+        harden(
+            self.http_app,
+            allowed_hosts=settings.http.allowed_hosts,
+            bind_host=settings.http.host,
+            credentials=Credentials(settings.http.tokens, legacy=settings.http.token),
+            read_token_required=settings.http.read_token_required,
+        )
         sinks: list[ObservationSink] = []
         self.alerting: Any = None
         self.engine: Any = None

@@ -21,6 +21,8 @@ from fastapi import FastAPI, Response
 from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from streetwatch.access import mount_docs
+
 _INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
 
 
@@ -55,7 +57,9 @@ def control_centre_page() -> tuple[bytes, dict[str, str]]:
 def create_app(
     metrics_registry: CollectorRegistry, health: Callable[[], dict[str, Any]]
 ) -> FastAPI:
-    app = FastAPI(title="streetwatch", version="0.1.0", docs_url="/api/docs", redoc_url=None)
+    # The API documentation is served from our own files (streetwatch.access), never a CDN.
+    app = FastAPI(title="streetwatch", version="0.1.0", docs_url=None, redoc_url=None)
+    mount_docs(app)
     page, page_headers = control_centre_page()
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -66,7 +70,16 @@ def create_app(
     def healthz() -> dict[str, Any]:
         return health()
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format",
+                "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            }
+        },
+    )
     def metrics() -> Response:
         return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
 

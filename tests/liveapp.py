@@ -36,7 +36,15 @@ class LiveApp:
     Stopping closes the alert lifecycle first (its hub ends every SSE stream) and the HTTP server
     after, as the service does; `stop()` returns how long that took."""
 
-    def __init__(self, data_dir: Path, *, token: str | None = "t", port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        token: str | None = "t",
+        port: int | None = None,
+        http: dict[str, Any] | None = None,
+        alerts: dict[str, Any] | None = None,
+    ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         registry = data_dir / "registry.csv"
         registry.write_text(REGISTRY, encoding="utf-8")
@@ -45,8 +53,8 @@ class LiveApp:
             overrides={
                 "storage": {"data_dir": str(data_dir), "backend": "sqlite"},
                 "registry": {"path": str(registry)},
-                "http": {"token": token, "port": self.port},
-                "alerts": {"mqtt": {"enabled": False}, "sla": {"enabled": False}},
+                "http": {"token": token, "port": self.port, **(http or {})},
+                "alerts": {"mqtt": {"enabled": False}, "sla": {"enabled": False}, **(alerts or {})},
                 "rules": {"enabled": False},
             },
             env={},

@@ -29,15 +29,16 @@ ARGS = [
     "--disable-sync",
 ]
 
-sync_api = pytest.importorskip("playwright.sync_api")
-if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-    pytest.skip("Debian chromium is not installed", allow_module_level=True)
+# Missing pieces fail the run (never skip): .ci/run installs Debian's chromium and playwright.
+import playwright.sync_api as sync_api  # noqa: E402
 
 expect = sync_api.expect
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sync_api.BrowserContext]:
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.fail("Debian chromium is not installed: run .ci/run (it installs it)")
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_api.sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
