@@ -123,7 +123,11 @@ class Alerting:
             enabled=self.enabled,
         )
         self.stream_router = build_stream_router(
-            self.store, self.hub, replay_max=config.max_limit, enabled=self.enabled
+            self.store,
+            self.hub,
+            replay_max=config.max_limit,
+            enabled=self.enabled,
+            max_clients=config.max_stream_clients,
         )
         self.mqtt: MqttOutlet | None = None
         if self.enabled and config.mqtt.enabled:

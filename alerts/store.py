@@ -462,20 +462,20 @@ class AlertStore:
                 (name, seq),
             )
 
-    def changed_since(self, seq: int) -> builtins.list[tuple[Alert, int]]:
+    def changed_since(self, seq: int, limit: int | None = None) -> builtins.list[tuple[Alert, int]]:
         """The current state of every alert changed after audit `seq`, with its latest seq,
-        in the order of those latest changes."""
+        in the order of those latest changes; at most `limit` of them (the earliest)."""
+        sql = (
+            "SELECT a.data, m.seq FROM (SELECT alert_id, max(seq) AS seq FROM audit "
+            "WHERE seq > ? GROUP BY alert_id) AS m JOIN alerts AS a ON a.id = m.alert_id "
+            "ORDER BY m.seq"
+        )
+        args: builtins.list[Any] = [seq]
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(max(0, limit))
         with self._lock:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT a.data, m.seq FROM (SELECT alert_id, max(seq) AS seq FROM audit "
-                    "WHERE seq > ? GROUP BY alert_id) AS m JOIN alerts AS a ON a.id = m.alert_id "
-                    "ORDER BY m.seq",
-                    (seq,),
-                )
-                .fetchall()
-            )
+            rows = self._conn().execute(sql, args).fetchall()
         return [(Alert.from_record(orjson.loads(data)), int(s)) for data, s in rows]
 
     # ---- internals ----------------------------------------------------------------------------

@@ -4,13 +4,16 @@ What a client reads (`text/event-stream`, UTF-8; blank line after each event):
 
     retry: 3000                 once, first: a browser reconnects after 3 s
     event: snapshot             only when the stream starts from the current state (see below):
-    data: {"seq": 41, "open": 2}    the `open` alerts follow, then `ready`
+    data: {"seq": 41, "open": 2, "sent": 2, "truncated": false}   the open alerts follow (at
+                                most `replay_max`, newest first: `truncated` says when more are
+                                open), then `ready`; `"reason": "replay_limit"` when a resume was
+                                too far behind and this snapshot replaces it
     event: alert                one per change of an alert, in audit order
     id: 42                      the change's audit seq (absent on snapshot alerts)
     data: {alert object, contract §3}
     event: ready                the catch-up is done; live changes follow
     id: 41                      the store's last seq when the stream started
-    data: {"seq": 41, "mode": "snapshot" | "resume" | "live", "alerts": 2}
+    data: {"seq": 41, "mode": "snapshot" | "resume" | "live", "alerts": 2, …}
     : keep-alive                a comment every `keepalive_s` seconds of silence
 
 How it starts:
@@ -38,13 +41,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, HTTPException, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from alerts.api import ErrorBody
 from alerts.errors import AlertStoreError
 from alerts.model import Alert
 from alerts.outlets import Hub
@@ -108,37 +113,56 @@ class AlertStream:
         self.retry_ms = retry_ms
         self.sent = 0  # the largest seq sent (the client's Last-Event-ID if it reconnects now)
         self.catch_ups = 0  # times the hub's queue overflowed and the store filled the gap
+        self.release: Callable[[], None] | None = None  # gives back its slot (Slots.take)
 
     def _replay(self, after: int) -> tuple[list[bytes], int] | None:
         """Events for every alert changed after `after`, and the seq they bring the client to;
-        None when that is more than replay_max alerts (the caller sends a snapshot instead)."""
+        None when that is more than replay_max alerts (the caller sends a snapshot instead).
+        Bounded: at most replay_max + 1 alerts are read, and a client more than
+        `replay_max × 100` changes behind is not replayed at all."""
         top = self.store.last_seq()  # read first: a change committed meanwhile is in the rows too
         if after > top:
             return None  # ids from another store (deleted, restored from a backup)
-        rows = self.store.changed_since(after)
+        if top - after > self.replay_max * 100:
+            return None
+        rows = self.store.changed_since(after, limit=self.replay_max + 1)
         if len(rows) > self.replay_max:
             return None
         upto = max([top, *(seq for _, seq in rows)])
         return _alert_events((a, s) for a, s in rows), upto
 
     def _start(self) -> tuple[list[bytes], int]:
+        reason = None
         if self.last_id is not None:
             replay = self._replay(self.last_id)
             if replay is not None:
                 events, upto = replay
                 ready = {"seq": upto, "mode": "resume", "alerts": len(events)}
                 return [*events, sse_event("ready", ready, upto)], upto
+            reason = "replay_limit"  # too far behind (or another store): a fresh start instead
         top = self.store.last_seq()
         if not self.snapshot and self.last_id is None:
             return [sse_event("ready", {"seq": top, "mode": "live", "alerts": 0}, top)], top
         alerts = self.store.open_alerts()
         # Most recently raised first, so a client that renders as it reads shows the news first.
         alerts.sort(key=lambda a: a.raised_at, reverse=True)
-        events = [sse_event("snapshot", {"seq": top, "open": len(alerts)})]
+        total = len(alerts)
+        alerts = alerts[: self.replay_max]  # bounded; the snapshot event says how many there are
+        head: dict[str, Any] = {"seq": top, "open": total, "sent": len(alerts)}
+        head["truncated"] = total > len(alerts)
+        if reason is not None:
+            head["reason"] = reason
+        events = [sse_event("snapshot", head)]
         events += _alert_events((a, None) for a in alerts)
-        events.append(
-            sse_event("ready", {"seq": top, "mode": "snapshot", "alerts": len(alerts)}, top)
-        )
+        ready = {
+            "seq": top,
+            "mode": "snapshot",
+            "alerts": len(alerts),
+            "truncated": total > len(alerts),
+        }
+        if reason is not None:
+            ready["reason"] = reason
+        events.append(sse_event("ready", ready, top))
         return events, top
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -148,7 +172,9 @@ class AlertStream:
         try:
             yield f"retry: {self.retry_ms}\n\n".encode()
             try:
-                events, self.sent = self._start()
+                # Reading the store is done in a worker thread: a big snapshot or replay must
+                # never hold up the event loop the ingest and the rule engine run on.
+                events, self.sent = await asyncio.to_thread(self._start)
             except AlertStoreError:
                 return  # the store closed under us: the service is stopping
             for chunk in events:
@@ -169,15 +195,15 @@ class AlertStream:
                     lagged = sub.lagged
                     self.catch_ups += 1
                     try:
-                        replay = self._replay(self.sent)
+                        replay = await asyncio.to_thread(self._replay, self.sent)
+                        if replay is None:  # so far behind that a fresh start is cheaper
+                            self.last_id = None
+                            self.snapshot = True
+                            events, self.sent = await asyncio.to_thread(self._start)
+                        else:
+                            events, self.sent = replay
                     except AlertStoreError:
                         return
-                    if replay is None:  # so far behind that a fresh start is cheaper
-                        self.last_id = None
-                        self.snapshot = True
-                        events, self.sent = self._start()
-                    else:
-                        events, self.sent = replay
                     for chunk in events:
                         yield chunk
                 if change.seq <= self.sent:
@@ -186,6 +212,45 @@ class AlertStream:
                 yield sse_event("alert", alert.to_json(), change.seq)
         finally:
             sub.close()
+            if self.release is not None:
+                self.release()
+
+
+class Slots:
+    """How many streams are open, against a cap. A slot is given back when its stream ends, or,
+    for a stream never started (the client left before the first byte), when it is collected."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self.refused = 0
+
+    def take(self, owner: AlertStream) -> bool:
+        if self.open >= self.limit:
+            self.refused += 1
+            return False
+        self.open += 1
+        done = [False]
+
+        def give_back() -> None:
+            if not done[0]:
+                done[0] = True
+                self.open -= 1
+
+        weakref.finalize(owner, give_back)
+        owner.release = give_back
+        return True
+
+
+STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "server-sent events: `snapshot`, `alert`, `ready`",
+        "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
+    },
+    401: {"model": ErrorBody, "description": "a token is required to read"},
+    429: {"model": ErrorBody, "description": "too many live streams (alerts.max_stream_clients)"},
+    503: {"model": ErrorBody, "description": "the alert store is not open"},
+}
 
 
 def build_stream_router(
@@ -196,16 +261,20 @@ def build_stream_router(
     replay_max: int = 1000,
     retry_ms: int = 3000,
     enabled: bool = True,
+    max_clients: int = 100,
 ) -> APIRouter:
-    """`GET /api/alerts/stream` over `store` and `hub` (Alerting builds it: `alerting.stream_router`)."""
+    """`GET /api/alerts/stream` over `store` and `hub` (Alerting builds it: `alerting.stream_router`).
+    At most `max_clients` streams at once; one more is answered 429 with Retry-After."""
     router = APIRouter(prefix="/api/alerts", tags=["alerts"])
+    slots = Slots(max_clients)
+    router.stream_slots = slots  # type: ignore[attr-defined]
 
-    @router.get("/stream", response_class=StreamingResponse)
+    @router.get("/stream", response_class=StreamingResponse, responses=STREAM_RESPONSES)
     async def stream(
         last_event_id: Annotated[str | None, Query()] = None,
         snapshot: bool = True,
         last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    ) -> StreamingResponse:
+    ) -> Response:
         if not enabled:
             raise HTTPException(503, "alerts are disabled (alerts.enabled: false)")
         if not store.is_open or hub.closed:
@@ -223,6 +292,15 @@ def build_stream_router(
             replay_max=replay_max,
             retry_ms=retry_ms,
         )
+        if not slots.take(events):
+            return JSONResponse(
+                {
+                    "detail": f"too many live alert streams ({slots.limit} open, "
+                    "alerts.max_stream_clients); try again later"
+                },
+                status_code=429,
+                headers={"Retry-After": "10"},
+            )
         return StreamingResponse(
             aiter(events),
             media_type=MEDIA_TYPE,

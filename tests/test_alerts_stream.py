@@ -89,7 +89,7 @@ def test_an_event_per_change_with_its_seq_then_resume_from_last_event_id(app: Li
         assert alert["data"]["id"] == first.id and alert["data"]["road"] == "运河路"
         top = app.store.last_seq()
         assert ready["event"] == "ready" and ready["id"] == str(top)
-        assert ready["data"] == {"seq": top, "mode": "snapshot", "alerts": 1}
+        assert ready["data"] == {"seq": top, "mode": "snapshot", "alerts": 1, "truncated": False}
 
         # Live: a new alert (the rule engine), an ack (HTTP, from the thread pool), a repeat.
         second = app.raise_alert(rule="lamp_dark", device="LD-0231", kind="lamp", severity="minor")

@@ -1,0 +1,121 @@
+"""The alert API under load and misuse: every list filter uses an index, the stream's catch-up is
+bounded and says so, it reads the store off the event loop, and the number of streams is capped."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from alerts.outlets import Hub
+from alerts.store import AlertStore
+from alerts.stream import AlertStream
+from alerts.testing import T0, Clock, cond
+from tests.liveapp import LiveApp
+from tests.test_alerts_stream import Events, _parse
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[AlertStore]:
+    s = AlertStore(tmp_path / "alerts.sqlite", clock=Clock(T0 + 10_000)).open()
+    yield s
+    s.shutdown()
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "state IN ('active','cleared')",
+        "rule = 'water_level'",
+        "device = 'wl-1'",
+        "severity = 'major'",
+        "updated_at >= 5",
+        "overdue = 1",
+    ],
+)
+def test_every_list_filter_uses_an_index(store: AlertStore, where: str) -> None:
+    plan = store._conn().execute(
+        f"EXPLAIN QUERY PLAN SELECT data FROM alerts WHERE {where} ORDER BY updated_at DESC, id"
+        " LIMIT 100"
+    )
+    details = " | ".join(row[-1] for row in plan.fetchall())
+    assert "USING INDEX" in details or "USING COVERING INDEX" in details, details
+    assert "SCAN alerts\b" not in details
+
+
+async def test_a_snapshot_is_bounded_and_says_how_many_are_open(store: AlertStore) -> None:
+    for i in range(5):
+        store.on_condition(cond(device=f"wl-{i}", at=T0 + i))
+    chunks = [c async for c in _until_ready(AlertStream(store, Hub(), replay_max=3))]
+    head = _parse(chunks[1])
+    assert head["event"] == "snapshot"
+    assert head["data"] == {"seq": 5, "open": 5, "sent": 3, "truncated": True}
+    assert [_parse(c)["event"] for c in chunks[2:]] == ["alert"] * 3 + ["ready"]
+    assert _parse(chunks[-1])["data"]["truncated"] is True
+
+
+async def test_a_resume_past_the_replay_limit_says_so(store: AlertStore) -> None:
+    for i in range(5):
+        store.on_condition(cond(device=f"wl-{i}", at=T0 + i))
+    stream = AlertStream(store, Hub(), last_id=0, replay_max=3)
+    chunks = [c async for c in _until_ready(stream)]
+    head = _parse(chunks[1])
+    assert head["event"] == "snapshot" and head["data"]["reason"] == "replay_limit"
+    assert _parse(chunks[-1])["data"]["reason"] == "replay_limit"
+    # Within the limit: a plain resume.
+    within = [c async for c in _until_ready(AlertStream(store, Hub(), last_id=3, replay_max=3))]
+    assert _parse(within[-1])["data"]["mode"] == "resume"
+
+
+async def test_the_stream_reads_the_store_off_the_event_loop(store: AlertStore) -> None:
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+    original = store.open_alerts
+
+    def spy() -> list:  # type: ignore[type-arg]
+        seen.append(threading.get_ident())
+        return original()
+
+    store.open_alerts = spy  # type: ignore[method-assign]
+    store.on_condition(cond(device="wl-1", at=T0))
+    [c async for c in _until_ready(AlertStream(store, Hub()))]
+    assert seen and loop_thread not in seen
+
+
+async def _until_ready(stream: AlertStream):  # type: ignore[no-untyped-def]
+    it = aiter(stream)
+    try:
+        while True:
+            chunk = await asyncio.wait_for(anext(it), 5)
+            yield chunk
+            if chunk.startswith(b"event: ready"):
+                return
+    finally:
+        await it.aclose()  # type: ignore[attr-defined]
+
+
+def test_streams_are_capped_with_a_clear_429(tmp_path: Path) -> None:
+    with LiveApp(tmp_path / "d", alerts={"max_stream_clients": 2}) as app:
+        url = f"{app.url}/api/alerts/stream"
+        with httpx.Client(timeout=5) as one, httpx.Client(timeout=5) as two:
+            with one.stream("GET", url) as a, two.stream("GET", url) as b:
+                ea, eb = Events(a), Events(b)  # kept: dropping one closes its response
+                ea.take(2)
+                eb.take(2)
+                refused = httpx.get(url, timeout=5)
+                assert refused.status_code == 429
+                assert "max_stream_clients" in refused.json()["detail"]
+                assert refused.headers["retry-after"] == "10"
+        # Both gone: a slot is free again (the server notices the disconnect).
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with httpx.stream("GET", url, timeout=5) as r:
+                if r.status_code == 200:
+                    break
+            time.sleep(0.2)
+        assert r.status_code == 200
