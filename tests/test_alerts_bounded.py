@@ -102,15 +102,19 @@ async def _until_ready(stream: AlertStream):  # type: ignore[no-untyped-def]
 def test_streams_are_capped_with_a_clear_429(tmp_path: Path) -> None:
     with LiveApp(tmp_path / "d", alerts={"max_stream_clients": 2}) as app:
         url = f"{app.url}/api/alerts/stream"
-        with httpx.Client(timeout=5) as one, httpx.Client(timeout=5) as two:
-            with one.stream("GET", url) as a, two.stream("GET", url) as b:
-                ea, eb = Events(a), Events(b)  # kept: dropping one closes its response
-                ea.take(2)
-                eb.take(2)
-                refused = httpx.get(url, timeout=5)
-                assert refused.status_code == 429
-                assert "max_stream_clients" in refused.json()["detail"]
-                assert refused.headers["retry-after"] == "10"
+        with (
+            httpx.Client(timeout=5) as one,
+            httpx.Client(timeout=5) as two,
+            one.stream("GET", url) as a,
+            two.stream("GET", url) as b,
+        ):
+            ea, eb = Events(a), Events(b)  # kept: dropping one closes its response
+            ea.take(2)
+            eb.take(2)
+            refused = httpx.get(url, timeout=5)
+            assert refused.status_code == 429
+            assert "max_stream_clients" in refused.json()["detail"]
+            assert refused.headers["retry-after"] == "10"
         # Both gone: a slot is free again (the server notices the disconnect).
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
