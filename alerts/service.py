@@ -14,6 +14,7 @@ conditions arriving before `start()` are dropped and counted, never raised into 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -137,6 +138,8 @@ class Alerting:
                 on_flushed=lambda seq: self.store.set_cursor(CURSOR, seq),
             )
         self.scheduler: AsyncIOScheduler | None = None
+        self.clock = clock
+        self.purged = 0  # closed alerts purged by the retention job since start
         self.collector = _AlertsCollector(self)
         self.started = False
 
@@ -156,9 +159,23 @@ class Alerting:
                 self.mqtt.recover(self.store.changed_since(cursor))
             self.outlets.add(self.mqtt)
             await self.mqtt.start()
+        self.scheduler = AsyncIOScheduler(timezone=self.settings.location.timezone)
+        if self.config.retention_days is not None:
+            # Daily, in the small hours, and once soon after start (catching up after downtime).
+            self.scheduler.add_job(
+                self.purge,
+                "cron",
+                hour=3,
+                minute=30,
+                id="alerts-retention",
+                name="alert retention",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
+            self.scheduler.add_job(self.purge, "date", id="alerts-retention-start")
         if self.config.sla.enabled:
             self.store.sweep_sla()  # limits that passed while the service was down
-            self.scheduler = AsyncIOScheduler(timezone=self.settings.location.timezone)
             self.scheduler.add_job(
                 self._sla_tick,
                 "interval",
@@ -169,8 +186,25 @@ class Alerting:
                 coalesce=True,
                 misfire_grace_time=None,
             )
-            self.scheduler.start()
+        self.scheduler.start()
         self.started = True
+
+    async def purge(self) -> int:
+        """Closed alerts older than alerts.retention_days go, with their audit trail (a worker
+        thread does the deleting: a first purge of a big table must not hold up the loop)."""
+        days = self.config.retention_days
+        if days is None or not self.store.is_open:
+            return 0
+        cutoff = self.clock() - int(days * 86_400_000)
+        try:
+            n = await asyncio.to_thread(self.store.purge_closed, cutoff)
+        except Exception:
+            log.exception("alert retention failed")
+            return 0
+        self.purged += n
+        if n:
+            log.info("alert retention: %d closed alerts older than %g days purged", n, days)
+        return n
 
     async def _sla_tick(self) -> None:
         # A coroutine job: AsyncIOScheduler runs it on the event loop, next to the store's users
@@ -247,6 +281,21 @@ class _AlertsCollector(Collector):
             "Conditions the alert store failed to take",
             value=a.store.sink_errors + a.store.dropped_before_open,
         )
+        yield CounterMetricFamily(
+            "streetwatch_alerts_purged",
+            "Closed alerts purged by the retention job (alerts.retention_days)",
+            value=a.purged,
+        )
+        slots = getattr(a.stream_router, "stream_slots", None)
+        if slots is not None:
+            yield GaugeMetricFamily(
+                "streetwatch_alerts_streams_open", "Live alert streams open", value=slots.open
+            )
+            yield CounterMetricFamily(
+                "streetwatch_alerts_streams_refused",
+                "Live alert streams refused (alerts.max_stream_clients)",
+                value=slots.refused,
+            )
         yield CounterMetricFamily(
             "streetwatch_alerts_outlet_errors", "Outlet failures", value=a.outlets.errors
         )

@@ -440,6 +440,38 @@ class AlertStore:
             raise AlertNotFound(alert_id)
         return [_change_from_row(row) for row in rows]
 
+    # ---- retention ----------------------------------------------------------------------------
+
+    def purge_closed(self, before_ms: int, batch: int = 500) -> int:
+        """Delete closed alerts last changed before `before_ms`, with their audit trail, a batch
+        per transaction (the lock is let go between batches, so the rule engine and the API are
+        never held up for long). Open alerts are never touched. Returns how many were deleted."""
+        total = 0
+        while True:
+            with self._lock:
+                if self._db is None:
+                    return total
+                db = self._db
+                ids = [
+                    row[0]
+                    for row in db.execute(
+                        "SELECT id FROM alerts WHERE state = 'closed' AND updated_at < ? LIMIT ?",
+                        (before_ms, batch),
+                    )
+                ]
+                if not ids:
+                    return total
+                marks = ",".join("?" * len(ids))
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    db.execute(f"DELETE FROM audit WHERE alert_id IN ({marks})", ids)
+                    db.execute(f"DELETE FROM alerts WHERE id IN ({marks})", ids)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            total += len(ids)
+
     # ---- the outbox side: cursors of outlets that must not miss a change ----------------------
 
     def last_seq(self) -> int:

@@ -123,3 +123,62 @@ def test_streams_are_capped_with_a_clear_429(tmp_path: Path) -> None:
                     break
             time.sleep(0.2)
         assert r.status_code == 200
+
+
+def test_retention_purges_old_closed_alerts_and_their_trail_only(store: AlertStore) -> None:
+    clock = store.clock
+    assert isinstance(clock, Clock)
+    for i in range(7):
+        store.on_condition(cond(device=f"wl-{i}", at=T0 + i))
+    ids = {a.device: a.id for a in store.open_alerts()}
+    for device in ("wl-0", "wl-1", "wl-2"):
+        store.on_condition(cond(device=device, at=T0 + 100, active=False))
+        store.close(ids[device], "crew")
+    clock.advance(10 * 86400)
+    store.on_condition(cond(device="wl-3", at=T0 + 200, active=False))
+    store.close(ids["wl-3"], "crew")  # closed recently: kept
+    store.on_condition(cond(device="wl-4", at=T0 + 300, active=False))  # cleared, not closed
+    cutoff = clock.now - 5 * 86_400_000
+    assert store.purge_closed(cutoff, batch=2) == 3
+    assert store.purge_closed(cutoff) == 0
+    for device in ("wl-0", "wl-1", "wl-2"):
+        assert store.get(ids[device]) is None
+        assert store._conn().execute(
+            "SELECT count(*) FROM audit WHERE alert_id = ?", (ids[device],)
+        ).fetchone() == (0,)
+    for device in ("wl-3", "wl-4", "wl-5", "wl-6"):
+        assert store.get(ids[device]) is not None and store.history(ids[device])
+
+
+async def test_the_retention_job_runs_at_start(tmp_path: Path) -> None:
+    from alerts.service import Alerting
+    from devices.registry import Registry
+    from streetwatch.config import load_settings
+
+    clock = Clock(T0)
+    settings = load_settings(
+        overrides={
+            "storage": {"data_dir": str(tmp_path)},
+            "alerts": {"mqtt": {"enabled": False}, "retention_days": 30},
+        },
+        env={},
+    )
+    alerting = Alerting(settings, Registry([]), clock=clock)
+    await alerting.start()
+    alerting.store.on_condition(cond(device="wl-1", at=T0))
+    alerting.store.on_condition(cond(device="wl-1", at=T0 + 1, active=False))
+    alert_id = alerting.store.open_alerts()[0].id
+    alerting.store.close(alert_id, "crew")
+    await alerting.aclose()
+    clock.advance(31 * 86400)
+    again = Alerting(settings, Registry([]), clock=clock)
+    await again.start()
+    try:
+        deadline = time.monotonic() + 10
+        while again.purged == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert again.purged == 1 and again.store.get(alert_id) is None
+        jobs = {job.id: str(job.trigger) for job in again.scheduler.get_jobs()}  # type: ignore[union-attr]
+        assert "cron" in jobs["alerts-retention"]
+    finally:
+        await again.aclose()
