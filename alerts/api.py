@@ -56,7 +56,7 @@ ID = "{alert_id:alert_id}"
 
 
 class ActionBody(BaseModel):
-    """Body of a POST action; every field is optional except `assignee` for dispatch."""
+    """Body of a POST action; every field is optional (dispatch: see DispatchBody)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -66,6 +66,12 @@ class ActionBody(BaseModel):
     force: bool = False
     # A display name for the audit trail, kept beside the token's name (never instead of it).
     who: str | None = Field(None, min_length=1, max_length=128)
+
+
+class DispatchBody(ActionBody):
+    """Dispatch names the crew or person sent."""
+
+    assignee: str = Field(min_length=1, max_length=128, pattern=r"\S")
 
 
 # ---- what the API answers, for the OpenAPI document ------------------------------------------
@@ -125,6 +131,11 @@ class ChangeList(BaseModel):
     items: list[ChangeOut]
 
 
+_STATE = "(active|acknowledged|dispatched|cleared|closed|open)"
+STATES_PATTERN = f"^{_STATE}(,{_STATE})*$"
+Severity = Literal["critical", "major", "minor", "warning"]
+
+
 def _err(text: str) -> dict[str, Any]:
     return {"model": ErrorBody, "description": text}
 
@@ -140,6 +151,7 @@ ACTION_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _err("no token, or a token that matches none"),
     403: _err("no token is configured: the actions are switched off"),
     409: {"model": ConflictBody, "description": "not allowed in the alert's state"},
+    400: _err("the body is not JSON (or not UTF-8)"),
     422: _err("the body is not valid (dispatch needs an assignee; force needs a note)"),
 }
 
@@ -195,12 +207,25 @@ def build_router(
 
     @router.get("", response_model=None, responses={200: {"model": AlertList}, **READ_ERRORS})
     def list_alerts(
-        state: str | None = None,
-        rule: str | None = None,
-        device: str | None = None,
-        severity: str | None = None,
-        since: str | None = None,
-        limit: Annotated[int | None, Query(ge=1)] = None,
+        state: Annotated[
+            str | None,
+            Query(
+                pattern=STATES_PATTERN,
+                description="one state, several separated by commas, or `open` (all but closed)",
+            ),
+        ] = None,
+        rule: Annotated[str | None, Query(max_length=128)] = None,
+        device: Annotated[str | None, Query(max_length=128)] = None,
+        severity: Annotated[Severity | None, Query()] = None,
+        since: Annotated[
+            str | None,
+            Query(
+                description="RFC 3339 with an offset (or epoch milliseconds): alerts updated at"
+                " or after it",
+                json_schema_extra={"format": "date-time"},
+            ),
+        ] = None,
+        limit: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
         overdue: bool | None = None,
     ) -> dict[str, Any]:
         s = _store()
@@ -285,7 +310,7 @@ def build_router(
         return _act("ack", alert_id, who, body)
 
     @router.post(f"/{ID}/dispatch", **action_doc)
-    def dispatch(alert_id: str, body: ActionBody | None = None, who: str = principal) -> Any:
+    def dispatch(alert_id: str, body: DispatchBody, who: str = principal) -> Any:
         return _act("dispatch", alert_id, who, body)
 
     @router.post(f"/{ID}/resolve", **action_doc)
