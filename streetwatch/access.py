@@ -11,7 +11,7 @@
 - **One error shape**: every 4xx/5xx body is `{"detail": "…"}`; a request that fails validation
   (bad query or body) is 422 with `detail` as one readable line and `errors` with the particulars.
 - **The API documentation** at `/api/docs` works without internet: Swagger UI's files come from the
-  `swagger-ui-bundle` package, served here, started by a script file (no inline script), under a
+  `fastapi-offline` package, served here, started by a script file (no inline script), under a
   Content-Security-Policy as strict as the control-centre page's.
 
 Pure ASGI middleware, so the server-sent event stream passes through untouched.
@@ -140,6 +140,7 @@ def _validation_error(request: Request, exc: Exception) -> Response:
 
 _DOCS_HTML = """<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>streetwatch API</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="{docs}/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="{docs}/swagger-ui-bundle.js"></script>
@@ -167,11 +168,13 @@ _DOCS_CSP = "; ".join(
 
 
 def _swagger_files() -> Path | None:
+    # fastapi-offline ships Swagger UI 5 (OpenAPI 3.1, which FastAPI writes) as package data; only
+    # its files are used: its own docs page has an inline script, which our CSP does not allow.
     try:
-        import swagger_ui_bundle
+        import fastapi_offline
     except ImportError:  # pragma: no cover - a declared dependency
         return None
-    return Path(swagger_ui_bundle.swagger_ui_path)
+    return Path(fastapi_offline.__file__).parent / "static"
 
 
 def mount_docs(app: FastAPI) -> None:

@@ -15,7 +15,7 @@ IMPORT_NAME = {
     "pydantic-settings": "pydantic_settings",
     "pyyaml": "yaml",
     "prometheus-client": "prometheus_client",
-    "swagger-ui-bundle": "swagger_ui_bundle",
+    "fastapi-offline": "fastapi_offline",
 }
 # Declared for the crew notices (notify/), which are being built on another branch: drop this entry
 # once notify/ imports apprise.
