@@ -9,11 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from tests import test_page as page_tests
 from tests.liveapp import LiveApp
 from tests.publish import Publisher
 from tests.servers import InfluxDB, Mosquitto
 from tests.service import ServiceProcess
-from tests.test_page import browser, expect, page, row, sync_api  # noqa: F401  (fixtures)
+from tests.test_page import expect, row, sync_api
+
+# The Chromium fixtures of the page tests (one browser per module).
+browser = page_tests.browser
+page = page_tests.page
 
 pytestmark = pytest.mark.browser
 
