@@ -126,3 +126,63 @@ def test_an_unusable_rule_state_file_keeps_open_alerts_until_a_reading_decides(
     finally:
         pub.close()
         svc.stop()
+
+
+async def test_a_stop_during_a_rule_state_save_waits_for_it_and_loses_nothing(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """SIGTERM's stop cancels the tick loop; a save it had in a worker thread must finish before
+    the final save starts (one SQLite file, never two writers), and every device is saved once."""
+    import asyncio
+    import threading
+
+    from rules.engine import RuleEngine
+    from rules.testing import water
+    from streetwatch.app import Service
+    from streetwatch.config import load_settings
+
+    reg = tmp_path / "registry.csv"
+    reg.write_text(REGISTRY, encoding="utf-8")
+    settings = load_settings(
+        overrides={
+            "storage": {"data_dir": str(tmp_path / "data"), "backend": "sqlite"},
+            "registry": {"path": str(reg)},
+            "mqtt": {"port": mosquitto.port},
+            "http": {"enabled": False},
+            "alerts": {"mqtt": {"enabled": False}},
+        },
+        env={},
+    )
+    service = Service(settings)
+    await service.start()
+    engine: RuleEngine = service.engine
+    writes: list[tuple[float, float, list[str]]] = []
+    real_write = engine.write_state
+    entered = threading.Event()
+
+    def slow_write(batch: Any) -> None:
+        start = time.monotonic()
+        entered.set()
+        time.sleep(0.5)  # a slow disk
+        real_write(batch)
+        writes.append((start, time.monotonic(), [d for d, _ in batch.encoded.upserts]))
+
+    engine.write_state = slow_write  # type: ignore[method-assign]
+    for i in range(POINTS):
+        engine.observe(water(f"W{i}", T0, 5))
+    saving = asyncio.create_task(service._save_rule_state(limit=3))  # half of them
+    await asyncio.to_thread(entered.wait, 5)
+    saving.cancel()  # as stop() cancels the tick loop
+    for i in range(POINTS):  # more changes arrive before the stop
+        engine.observe(water(f"W{i}", T0 + 60_000, 6))
+    await service.stop()
+    assert len(writes) == 2, writes
+    (s1, e1, first), (s2, _, second) = writes
+    assert e1 <= s2  # the final save started after the one in flight ended
+    assert len(first) == 3 and sorted(second) == [f"W{i}" for i in range(POINTS)]
+    again = RuleEngine(settings.rules, settings.location, service.registry, engine.env.sink,
+                       state_path=tmp_path / "data" / "rules-state.sqlite")  # fmt: skip
+    again.load_state()
+    assert {d: again._devices[d].last_tel for d in (f"W{i}" for i in range(POINTS))} == {
+        f"W{i}": T0 + 60_000 for i in range(POINTS)
+    }
