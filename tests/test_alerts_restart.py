@@ -177,7 +177,7 @@ async def test_a_stop_during_a_rule_state_save_waits_for_it_and_loses_nothing(
         engine.observe(water(f"W{i}", T0 + 60_000, 6))
     await service.stop()
     assert len(writes) == 2, writes
-    (s1, e1, first), (s2, _, second) = writes
+    (_, e1, first), (s2, _, second) = writes
     assert e1 <= s2  # the final save started after the one in flight ended
     assert len(first) == 3 and sorted(second) == [f"W{i}" for i in range(POINTS)]
     again = RuleEngine(settings.rules, settings.location, service.registry, engine.env.sink,
