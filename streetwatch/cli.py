@@ -94,7 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streetwatch.config import load_settings
 
             settings = load_settings(_config_path(args.config))
-            print(settings.model_dump_json(indent=2))
+            import json
+
+            from streetwatch.config import redacted
+
+            print(json.dumps(redacted(settings), indent=2, ensure_ascii=False))
             return 0
         handler = getattr(args, "handler", None)
         if handler is not None:

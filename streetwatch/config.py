@@ -275,3 +275,25 @@ def load_settings(
             for key in [k for k in os.environ if k.upper().startswith(ENV_PREFIX)]:
                 del os.environ[key]
             os.environ.update(saved)
+
+
+SECRET_KEYS = ("token", "tokens", "password", "link_secret", "secret")
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data with every credential replaced by "***" (for printing): a
+    token or password must never end up in a terminal log or a support ticket."""
+
+    def scrub(value: Any, key: str = "") -> Any:
+        if key in SECRET_KEYS and value not in (None, "", {}):
+            if isinstance(value, dict):
+                return dict.fromkeys(value, "***")
+            return "***"
+        if isinstance(value, dict):
+            return {k: scrub(v, str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        return value
+
+    result: dict[str, Any] = scrub(settings.model_dump(mode="json"))
+    return result

@@ -112,3 +112,27 @@ def test_bad_named_tokens_fail_at_start_without_showing_them(
 def test_named_tokens_from_the_environment() -> None:
     settings = load_settings(env={"STREETWATCH_HTTP__TOKENS": '{"调度台": "t-1", "scada": "t-2"}'})
     assert settings.http.tokens == {"调度台": "t-1", "scada": "t-2"}
+
+
+def test_check_config_never_prints_a_credential(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "http: {token: legacy-secret-1, tokens: {调度台: named-secret-2}}\n"
+        "mqtt: {password: mqtt-secret-3}\n",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREETWATCH_")}
+    out = subprocess.run(
+        [sys.executable, "-m", "streetwatch.cli", "check-config", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "secret" not in out.stdout + out.stderr
+    assert "调度台" in out.stdout  # the names are shown, the tokens are not
