@@ -84,7 +84,7 @@ def test_a_lamp_fault_and_a_flooded_point_reach_mqtt_and_http(
             "STREETWATCH_MQTT__PORT": str(mosquitto.port),
             "STREETWATCH_INFLUXDB__URL": influxdb.url,
             "STREETWATCH_REGISTRY__PATH": str(reg),
-            "STREETWATCH_HTTP__TOKEN": TOKEN,
+            "STREETWATCH_HTTP__TOKENS": orjson.dumps({"调度台": TOKEN}).decode(),
         },
     ).start()
     watcher = AlertWatcher(mosquitto.port)
@@ -132,9 +132,12 @@ def test_a_lamp_fault_and_a_flooded_point_reach_mqtt_and_http(
         history = http(svc, "GET", f"/api/alerts/{alert['id']}/history")
         # The service hears its own alert feed ({prefix}/+/+/+): ignored, never dead-lettered.
         assert not (tmp_path / "data" / "deadletter.jsonl").read_text().strip()
+        # The token's name is who did it; the name typed in the body is kept beside it.
         trail = [(h["action"], h["who"], h["state_to"]) for h in history["items"]]
-        assert ("acknowledged", "control centre", "acknowledged") in trail
-        assert ("closed", "crew 3", "closed") in trail
+        assert ("acknowledged", "调度台", "acknowledged") in trail
+        assert ("closed", "调度台", "closed") in trail
+        shown = [h.get("detail", {}).get("shown_as") for h in history["items"]]
+        assert "control centre" in shown and "crew 3" in shown
         assert [t[2] for t in trail][-1] == "closed"
     finally:
         pub.close()
