@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -520,9 +520,16 @@ class RuleEngine:
         for condition in told:
             if condition.rule in self._groups_rules:
                 tracker = self._groups.get((condition.rule, condition.device))
-                if tracker is not None and condition.at_ms > tracker.last_at:
+                if tracker is None:
+                    if condition.active:  # switched off, or no registered device is in it now
+                        self._retire_group(condition.rule, condition.device, condition.at_ms)
+                elif condition.at_ms > tracker.last_at:
                     tracker.take(condition, self._unknown_members(tracker, condition))
                     taken += 1
+                continue
+            if condition.rule not in self._rules:
+                if condition.active:  # a rule the config in force no longer has
+                    self.env.emit(replace(condition, active=False, message=_off(condition)))
                 continue
             dev = self._devices.get(condition.device)
             if dev is None or dev.kind != condition.kind:
@@ -598,3 +605,7 @@ class RuleEngine:
         """Close the state file (call after the final save_state)."""
         if self._state is not None:
             self._state.close()
+
+
+def _off(condition: Condition) -> str:
+    return f"{condition.rule} for {condition.device} switched off in config"

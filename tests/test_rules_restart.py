@@ -121,3 +121,25 @@ def test_a_group_alert_the_state_lost_stays_open_until_its_lamps_decide(tmp_path
     e.tick(NIGHT + 74 * MIN)  # the group's window after the last lamp came back
     assert [c.active for c in sink.of("cabinet_outage")] == [False]
     assert sink.of("lamp_dark") == [] and sink.of("device_offline") == []
+
+
+def test_alerts_of_rules_the_config_no_longer_has_are_cleared_not_kept(tmp_path: Path) -> None:
+    sink = RecordingSink()
+    config = RulesConfig.model_validate({"battery_low": {"enabled": False}})
+    e = _engine(tmp_path / "s.sqlite", sink, config)
+    e.load_state()
+    devices = len(e._devices)
+    e.align(
+        [
+            Condition("battery_low", "W0", "waterlevel", True, "warning", NIGHT, "m"),
+            Condition("no_such_rule", "W1", "waterlevel", True, "warning", NIGHT, "m"),
+            Condition("cabinet_outage", "C-gone", "cabinet", True, "critical", NIGHT, "m"),
+        ]
+    )
+    assert [(c.rule, c.device, c.active) for c in sink.conditions] == [
+        ("battery_low", "W0", False),
+        ("no_such_rule", "W1", False),
+        ("cabinet_outage", "C-gone", False),
+    ]
+    assert all("switched off" in c.message for c in sink.conditions)
+    assert len(e._devices) == devices  # no device invented for a rule or a cabinet
