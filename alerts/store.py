@@ -25,6 +25,7 @@ import builtins
 import logging
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -60,7 +61,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open ON alerts (rule, device) WHERE
 CREATE INDEX IF NOT EXISTS alerts_updated ON alerts (updated_at);
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state, updated_at);
 -- Every filter of GET /api/alerts has an index, so a big table is never scanned per request.
-CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule, device, updated_at);
+CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule, updated_at);
+CREATE INDEX IF NOT EXISTS alerts_rule_device ON alerts (rule, device, updated_at);
 CREATE INDEX IF NOT EXISTS alerts_device ON alerts (device, updated_at);
 CREATE INDEX IF NOT EXISTS alerts_severity ON alerts (severity, updated_at);
 CREATE INDEX IF NOT EXISTS alerts_overdue ON alerts (overdue, updated_at);
@@ -115,6 +117,8 @@ class AlertStore:
         self._db: sqlite3.Connection | None = None
         # The HTTP layer may run in a thread pool (and TestClient runs the app in its own thread).
         self._lock = threading.RLock()
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()  # one query at a time on the reader connection
         self._open_by_key: dict[tuple[str, str], Alert] = {}
         self._open_by_id: dict[str, Alert] = {}
         self.sink_errors = 0
@@ -144,10 +148,17 @@ class AlertStore:
                 )
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             rows = db.execute("SELECT data FROM alerts WHERE state != 'closed'").fetchall()
+            # A second connection for the big reads (lists, the stream's catch-up, histories):
+            # WAL readers never block the writer, so they run without the store's lock, and the
+            # rule engine's changes (on the event loop) never wait for a long query.
+            reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            reader.execute("PRAGMA query_only=1")
+            reader.execute("PRAGMA busy_timeout=2000")
         except sqlite3.Error as exc:
             raise AlertStoreError(f"cannot open the alert store {self.path}: {exc}") from exc
-        with self._lock:
+        with self._lock, self._read_lock:
             self._db = db
+            self._reader = reader
             for (data,) in rows:
                 saved = Alert.from_record(orjson.loads(data))
                 alert = self.policy.refit(saved)  # the time limits of the config in force
@@ -164,12 +175,27 @@ class AlertStore:
         )
 
     def shutdown(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
             if self._db is not None:
                 self._db.close()
                 self._db = None
             self._open_by_key.clear()
             self._open_by_id.clear()
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> builtins.list[Any]:
+        """Rows of a read-only query on the reader connection (not under the store's lock)."""
+        with self._read_lock:
+            if self._reader is None:
+                raise AlertStoreError(
+                    "the alert store is not open (call open() / Alerting.start())"
+                )
+            try:
+                return self._reader.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise AlertStoreError(f"alert store {self.path}: {exc}") from exc
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -370,10 +396,8 @@ class AlertStore:
             cached = self._open_by_id.get(alert_id)
             if cached is not None:
                 return cached
-            row = (
-                self._conn().execute("SELECT data FROM alerts WHERE id = ?", (alert_id,)).fetchone()
-            )
-        return None if row is None else Alert.from_record(orjson.loads(row[0]))
+        rows = self._read("SELECT data FROM alerts WHERE id = ?", (alert_id,))
+        return None if not rows else Alert.from_record(orjson.loads(rows[0][0]))
 
     def find_open(self, rule: str, device: str) -> Alert | None:
         with self._lock:
@@ -420,32 +444,28 @@ class AlertStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY updated_at DESC, id LIMIT ?"
         args.append(max(0, int(limit)))
-        with self._lock:
-            rows = self._conn().execute(sql, args).fetchall()
+        rows = self._read(sql, args)
         return [Alert.from_record(orjson.loads(data)) for (data,) in rows]
 
     def history(self, alert_id: str) -> builtins.list[Change]:
         """The audit trail of one alert, oldest first. AlertNotFound if there is no such alert."""
-        with self._lock:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT seq, alert_id, action, at, who, state_from, state_to, note, event_at,"
-                    " detail FROM audit WHERE alert_id = ? ORDER BY seq",
-                    (alert_id,),
-                )
-                .fetchall()
-            )
+        rows = self._read(
+            "SELECT seq, alert_id, action, at, who, state_from, state_to, note, event_at,"
+            " detail FROM audit WHERE alert_id = ? ORDER BY seq",
+            (alert_id,),
+        )
         if not rows and self.get(alert_id) is None:
             raise AlertNotFound(alert_id)
         return [_change_from_row(row) for row in rows]
 
     # ---- retention ----------------------------------------------------------------------------
 
-    def purge_closed(self, before_ms: int, batch: int = 500) -> int:
-        """Delete closed alerts last changed before `before_ms`, with their audit trail, a batch
-        per transaction (the lock is let go between batches, so the rule engine and the API are
-        never held up for long). Open alerts are never touched. Returns how many were deleted."""
+    def purge_closed(self, before_ms: int, batch: int = 50, pause_s: float = 0.002) -> int:
+        """Delete closed alerts last changed before `before_ms`, with their audit trail, a small
+        batch per transaction under the store's lock, `pause_s` apart, so the rule engine's
+        changes (on the event loop) wait for one batch at most. (A connection of its own, without
+        the lock, was worse: the store's commits then wait in SQLite's busy handler, which backs
+        off in long sleeps.) Open alerts are never touched. Returns how many were deleted."""
         total = 0
         while True:
             with self._lock:
@@ -471,6 +491,7 @@ class AlertStore:
                     db.execute("ROLLBACK")
                     raise
             total += len(ids)
+            time.sleep(pause_s)
 
     # ---- the outbox side: cursors of outlets that must not miss a change ----------------------
 
@@ -506,8 +527,7 @@ class AlertStore:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(max(0, limit))
-        with self._lock:
-            rows = self._conn().execute(sql, args).fetchall()
+        rows = self._read(sql, args)
         return [(Alert.from_record(orjson.loads(data)), int(s)) for data, s in rows]
 
     # ---- internals ----------------------------------------------------------------------------
