@@ -182,3 +182,37 @@ async def test_the_retention_job_runs_at_start(tmp_path: Path) -> None:
         assert "cron" in jobs["alerts-retention"]
     finally:
         await again.aclose()
+
+
+def test_big_reads_never_wait_for_the_store_lock(store: AlertStore) -> None:
+    """Lists, histories and the stream's catch-up read on their own connection: a writer holding
+    the store's lock (the rule engine committing a change) does not hold them up, and they do not
+    hold it up either."""
+    for i in range(5):
+        store.on_condition(cond(device=f"wl-{i}", at=T0 + i))
+    alert_id = store.open_alerts()[0].id
+    held = threading.Event()
+    release = threading.Event()
+
+    def writer() -> None:
+        with store._lock:
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        assert held.wait(5)
+        done: list[object] = []
+        reader = threading.Thread(
+            target=lambda: done.extend(
+                [store.list(limit=10), store.history(alert_id), store.changed_since(0, limit=3)]
+            )
+        )
+        reader.start()
+        reader.join(5)
+        assert not reader.is_alive(), "a read waited for the writer's lock"
+        assert len(done[0]) == 5 and len(done[2]) == 3  # type: ignore[arg-type]
+    finally:
+        release.set()
+        t.join()
