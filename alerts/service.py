@@ -229,8 +229,9 @@ class Alerting:
         return self.store.reconcile(engine.open_conditions())
 
     def reconcile(self, held: Iterable[Condition], at_ms: int | None = None) -> int:
-        """After the rule engine restored its state: `alerting.reconcile(engine.open_conditions(),
-        engine.watermark_ms)` raises what the store misses and clears what the engine dropped."""
+        """Raise what `held` (the engine's open conditions) has and the store misses; never
+        clears. `resume(engine)` is the whole restart step (the engine takes the store's word
+        first); this older form is kept for callers that have only the conditions."""
         if not self.started:
             return 0
         return self.store.reconcile(held, at_ms)
