@@ -599,3 +599,16 @@ def test_act_as_a_named_principal_keeps_the_typed_name_as_a_note(store: AlertSto
     )
     with pytest.raises(ValueError, match="unknown action"):
         store.act("explode", alert_id, who="x")
+
+
+def test_reconcile_does_not_reopen_what_a_person_closed(store: AlertStore) -> None:
+    """Resolved by force and closed while the rules still saw it: a restart whose engine still
+    holds that same condition must not raise it again as a new alert."""
+    store.on_condition(cond(device="wl-1", at=T0))
+    alert_id = only_open(store).id
+    store.resolve(alert_id, "crew", "false alarm: sensor fouled", force=True)
+    store.close(alert_id, "crew")
+    assert store.reconcile([cond(device="wl-1", at=T0)]) == 0
+    assert store.open_alerts() == []
+    # A newer condition than the store ever took is news: raised.
+    assert store.reconcile([cond(device="wl-1", at=T0 + 1000)]) == 1
