@@ -291,10 +291,14 @@ class AlertStore:
         `at_ms` is kept for callers of the older form. Returns the changes made."""
         before = self.last_seq() if self.is_open else 0
         for condition in held:
-            if self.is_open and self.find_open(condition.rule, condition.device) is None:
-                latest = self.latest(condition.rule, condition.device)
-                if latest is not None and latest.condition_at >= condition.at_ms:
-                    continue  # the store took this condition already and a person closed it
+            if not self.is_open:
+                break
+            # Only news: what the store has not taken yet. An open alert is not updated by a
+            # restart (a changed config shows on its next change), and a condition a person
+            # closed is not raised again.
+            latest = self.latest(condition.rule, condition.device)
+            if latest is not None and latest.condition_at >= condition.at_ms:
+                continue
             self.on_condition(condition)
         return self.last_seq() - before if self.is_open else 0
 

@@ -186,3 +186,59 @@ async def test_a_stop_during_a_rule_state_save_waits_for_it_and_loses_nothing(
     assert {d: again._devices[d].last_tel for d in (f"W{i}" for i in range(POINTS))} == {
         f"W{i}": T0 + 60_000 for i in range(POINTS)
     }
+
+
+def test_after_a_config_change_and_a_restart_the_config_in_force_applies(
+    tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB
+) -> None:
+    svc = _service(tmp_path, mosquitto, influxdb).start()
+    pub = Publisher(mosquitto.port)
+    try:
+        pub.send("city/jining/waterlevel/W0/telemetry", {"ts": T0, "depth_cm": 20.0})
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            items = _get(svc, "/api/alerts?rule=water_level&device=W0")["items"]
+            if items:
+                break
+            time.sleep(0.05)
+        [before] = items
+        assert (before["severity"], before["level"]) == ("major", 2)
+        assert "resolution_due" in before
+        rc, _ = svc.terminate()
+        assert rc == 0
+        # The city changes the levels (level 1 is major now) and the major time limits.
+        svc.env["STREETWATCH_RULES__WATER_LEVEL__LEVELS"] = (
+            '[{"at": 10, "severity": "major"}, {"at": 15, "severity": "critical"},'
+            ' {"at": 27, "severity": "critical"}, {"at": 40, "severity": "critical"}]'
+        )
+        svc.env["STREETWATCH_ALERTS__SLA__MAJOR"] = '{"response": "10m", "resolution": null}'
+        svc.start()
+        [after] = _get(svc, "/api/alerts?rule=water_level&device=W0")["items"]
+        assert after["id"] == before["id"] and after["state"] == "active"
+        assert (after["severity"], after["level"]) == ("major", 2)  # a restart changes nothing
+        assert "resolution_due" not in after  # null: no limit at all, never "overdue now"
+        assert after["response_due"] != before["response_due"] and not after["overdue"]
+        # Counted from when the service first saw it (a few seconds ago), not from 2 h later.
+        left = _ms(after["response_due"]) - time.time_ns() // 1_000_000
+        assert 8 * 60_000 < left < 10 * 60_000, left
+        # The next change carries the severity of the config in force: level 1 is major now
+        # (it was minor), and the major limits apply to it.
+        pub.send("city/jining/waterlevel/W0/telemetry", {"ts": T0 + 60_000, "depth_cm": 11.0})
+        pub.send("city/jining/waterlevel/W0/telemetry", {"ts": T0 + 700_000, "depth_cm": 11.0})
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            [now] = _get(svc, "/api/alerts?rule=water_level&device=W0")["items"]
+            if now["level"] == 1:
+                break
+            time.sleep(0.05)
+        assert (now["level"], now["severity"]) == (1, "major")
+        assert "resolution_due" not in now and not now["overdue"]
+    finally:
+        pub.close()
+        svc.stop()
+
+
+def _ms(text: str) -> int:
+    from alerts.model import parse_time
+
+    return parse_time(text)
