@@ -156,8 +156,7 @@ _DOCS_CSP = "; ".join(
     [
         "default-src 'none'",
         "script-src 'self'",
-        # Swagger UI (React) sets style attributes; styles cannot run code.
-        "style-src 'self' 'unsafe-inline'",
+        "style-src 'self'",
         "img-src 'self' data:",
         "connect-src 'self'",
         "base-uri 'none'",

@@ -83,6 +83,10 @@ def test_the_api_documentation_works_offline_under_a_strict_csp(
         assert "script-src 'self'" in csp and "http" not in csp
         expect(page.locator(".opblock").first).to_be_visible(timeout=15000)
         expect(page.locator("#swagger-ui")).to_contain_text("/api/alerts")
+        ack = page.locator(".opblock", has_text="/ack").first
+        ack.locator(".opblock-summary").click()  # open one: its body and its answers
+        expect(ack.locator(".opblock-body")).to_contain_text("409")
+        expect(ack.locator(".opblock-body")).to_contain_text("condition_still_present")
     assert elsewhere == []  # nothing from a CDN or anywhere else
 
 
