@@ -474,10 +474,16 @@ def resolve_faults(
                 f"fault {kind}@{spec.at} starts {at_s / 3600:.2f} h in, after the run's end "
                 f"({duration_s / 3600:.2f} h)"
             )
+        end_s = None if for_s is None else at_s + for_s
         if kind == "gateway_down" and for_s is None:
             raise FaultSpecError(
                 f"fault {kind} needs +FOR (when the uplink comes back), e.g. gateway_down:"
                 f"{target}@22:00+5h"
+            )
+        if kind == "gateway_down" and duration_s is not None and (end_s or 0) > duration_s:
+            raise FaultSpecError(
+                f"fault {kind}: the uplink comes back after the run's end, so the backlog "
+                "would never be uploaded; end it within the run"
             )
         out.append(
             Fault(kind, target, at_s, for_s, devices, dict(spec.params), spec.expect, values)
