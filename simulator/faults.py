@@ -533,15 +533,13 @@ def _pick(
     rng: random.Random,
 ) -> str:
     if wants == "cabinet":
-        choices = [c for c in cabinets if c not in taken]
+        fitting = list(cabinets)
     else:
-        choices = [
-            d.device_id
-            for d in fleet.devices
-            if d.device_id not in taken and (wants == "device" or d.kind == wants)
-        ]
+        fitting = [d.device_id for d in fleet.devices if wants == "device" or d.kind == wants]
+    # Each fault its own device while there are enough; then they share.
+    choices = [c for c in fitting if c not in taken] or fitting
     if not choices:
-        raise FaultSpecError(f"fault {kind}: no {wants} left in the fleet to give it to")
+        raise FaultSpecError(f"fault {kind}: no {wants} in the fleet to give it to")
     return rng.choice(choices)
 
 

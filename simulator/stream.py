@@ -204,8 +204,8 @@ def generate(plan: RunPlan) -> Iterator[Message]:
     kinds = {d.device_id: d.kind for d in plan.fleet.devices}
     delivery_rngs = {d: random.Random(f"{plan.seed}:deliver:{d}") for d in sims}
     # Buffers of the faults that hold readings back: (device, fault number) → [(body, intent)].
-    buffers: dict[tuple[str, int], list[tuple[Any, str | None]]] = {}
-    held_events: dict[tuple[str, int], list[Message]] = {}
+    buffers: dict[tuple[str, int], list[tuple[Any, int]]] = {}
+    held_events: dict[tuple[str, int], list[tuple[str, Any, int]]] = {}
     fault_no = {id(f): n for n, f in enumerate(plan.faults)}
     for fault in plan.faults:
         _schedule_fault(fault, fault_no[id(fault)], push, offset_of, plan.seed)
@@ -225,51 +225,40 @@ def generate(plan: RunPlan) -> Iterator[Message]:
             for f in index.by_device.get(device_id, ())
             if f.kind in DELIVERY_KINDS and f.active(t)
         ]
-        intent: str | None = None
         as_text = False
         for f in active:
             if f.kind == "clock_skew":
-                skew = f.number("by")
-                body["ts"] = int(body["ts"]) + round(skew * 1000)
-                if skew > FUTURE_LIMIT_S:
-                    intent = "ts_in_future"
+                body["ts"] = int(body["ts"]) + round(f.number("by") * 1000)
             elif f.kind == "rfc3339_ts":
                 as_text = True
+        ts_ms = int(body["ts"])  # what the device's clock said, whatever the text form
         if as_text:
-            body["ts"] = rfc3339(int(body["ts"]), tz)
+            body["ts"] = rfc3339(ts_ms, tz)
         for f in active:
             if f.kind == "gateway_down":
                 key = (device_id, fault_no[id(f)])
                 if channel == "telemetry":
-                    buffers.setdefault(key, []).append((body, intent))
+                    buffers.setdefault(key, []).append((body, ts_ms))
                 else:
-                    held_events.setdefault(key, []).append(
-                        Message(
-                            0,
-                            topic_of(device_id, channel),
-                            orjson.dumps(body),
-                            False,
-                            (intent,) if intent else (),
-                        )
-                    )
+                    held_events.setdefault(key, []).append((channel, body, ts_ms))
                 return
         topic = topic_of(device_id, channel)
-        message: Message | None = None
+        payload: bytes | None = None
+        held: list[tuple[Any, int]] = [(body, ts_ms)]
         if channel == "telemetry":
             for f in active:
                 if f.kind == "mixed_array":
                     key = (device_id, fault_no[id(f)])
                     held = buffers.setdefault(key, [])
-                    held.append((body, intent))
+                    held.append((body, ts_ms))
                     if len(held) < int(f.number("size")) - int(f.number("bad")):
                         return
-                    message = _mixed_array(offset_ms, topic, held, f, kinds[device_id])
                     buffers[key] = []
+                    mixed = _mixed_array(offset_ms, topic, held, f, kinds[device_id], start)
+                    payload, bad = mixed.payload, mixed.intent
                     break
-        if message is None:
-            message = Message(
-                offset_ms, topic, orjson.dumps(body), False, (intent,) if intent else ()
-            )
+        if payload is None:
+            payload, bad = orjson.dumps(body), ()
         rng = delivery_rngs[device_id]
         delay = 0
         for f in active:
@@ -281,10 +270,13 @@ def generate(plan: RunPlan) -> Iterator[Message]:
                 copies += [offset_of(f.number("after"))] * int(f.number("copies"))
         for extra in [0, *copies]:
             at = offset_ms + delay + extra
+            # Whether the ingest finds a reading "in the future" depends on when it arrives.
+            late = [why for _, ts in held if (why := _future(ts, start + at))]
+            message = Message(at, topic, payload, False, (*late, *bad))
             if at == offset_ms:
                 yield message
             else:
-                push(at, _P_READING, ("deliver", _at(message, at)))
+                push(at, _P_READING, ("deliver", message))
 
     def report(offset_ms: int, device_id: str) -> Iterator[Message]:
         sim = sims[device_id]
@@ -343,15 +335,33 @@ def generate(plan: RunPlan) -> Iterator[Message]:
             held = buffers.pop(key, [])
             if fault.kind == "mixed_array":
                 if held:
-                    yield _mixed_array(
-                        offset_ms, topic_of(device_id, "telemetry"), held, fault, kinds[device_id]
+                    mixed = _mixed_array(
+                        offset_ms,
+                        topic_of(device_id, "telemetry"),
+                        held,
+                        fault,
+                        kinds[device_id],
+                        start,
                     )
+                    late = tuple(why for _, t in held if (why := _future(t, ts)))
+                    yield Message(offset_ms, mixed.topic, mixed.payload, False, late + mixed.intent)
                 continue
-            for message in held_events.pop(key, []):
-                yield _at(message, offset_ms)
+            for channel, body, ts_ms in held_events.pop(key, []):
+                why = _future(ts_ms, ts)
+                yield Message(
+                    offset_ms,
+                    topic_of(device_id, channel),
+                    orjson.dumps(body),
+                    False,
+                    (why,) if why else (),
+                )
             if held:
                 yield from _backlog(
-                    offset_ms, topic_of(device_id, "telemetry"), held, plan.max_payload_bytes
+                    offset_ms,
+                    topic_of(device_id, "telemetry"),
+                    held,
+                    plan.max_payload_bytes,
+                    start,
                 )
         elif what == "bad_status":
             _, device_id, reason = action
@@ -380,8 +390,18 @@ def _at(message: Message, offset_ms: int) -> Message:
     return Message(offset_ms, message.topic, message.payload, message.retain, message.intent)
 
 
+def _future(ts_ms: int, now_ms: int) -> str | None:
+    """The reason the ingest refuses a reading with `ts_ms` received at `now_ms`, if it does."""
+    return "ts_in_future" if ts_ms - now_ms > FUTURE_LIMIT_S * 1000 else None
+
+
 def _mixed_array(
-    offset_ms: int, topic: str, held: list[tuple[Any, str | None]], fault: Fault, kind: str
+    offset_ms: int,
+    topic: str,
+    held: list[tuple[Any, int]],
+    fault: Fault,
+    kind: str,
+    start_ms: int,
 ) -> Message:
     """A gateway's array: the held good readings with `bad` broken ones among them."""
     reasons = fault.value("reason")
@@ -390,27 +410,26 @@ def _mixed_array(
     intent: list[str] = []
     full = len(held) >= int(fault.number("size")) - int(fault.number("bad"))
     n_bad = int(fault.number("bad")) if full else min(int(fault.number("bad")), len(held))
-    for body, why in held:
+    for body, _ in held:
         items.append(body)
-        if why:
-            intent.append(why)
     for j in range(n_bad):
         body = held[j % len(held)][0]
-        reason = reasons[(body["seq"] if isinstance(body.get("seq"), int) else j) % len(reasons)]
-        reason = reasons[(reasons.index(reason) + j) % len(reasons)]
+        first = body["seq"] if isinstance(body.get("seq"), int) else 0
+        reason = reasons[(first + j) % len(reasons)]
         items.insert(min(len(items), 1 + 2 * j), malformed.bad_item(reason, body, kind))
         intent.append(reason)
     return Message(offset_ms, topic, orjson.dumps(items), False, tuple(intent))
 
 
 def _backlog(
-    offset_ms: int, topic: str, held: list[tuple[Any, str | None]], limit: int
+    offset_ms: int, topic: str, held: list[tuple[Any, int]], limit: int, start_ms: int
 ) -> Iterator[Message]:
     """A gateway's backlog as arrays no larger than the service takes (contract §1)."""
     encoded = [orjson.dumps(body) for body, _ in held]
+    now_ms = start_ms + offset_ms
     for group in _items_payloads(encoded, limit):
         payload = b"[" + b",".join(encoded[i] for i in group) + b"]"
-        intent = tuple(why for i in group if (why := held[i][1]))
+        intent = tuple(why for i in group if (why := _future(held[i][1], now_ms)))
         yield Message(offset_ms, topic, payload, False, intent)
 
 
