@@ -198,8 +198,9 @@ class LampSim:
             "on": on,
             "dim": round(dim),
             "voltage": round(volts, 1),
-            "current": round(amps, 3),
-            "power": round(watts, 1),
+            # A controller's meter saturates at its range (contract §1), whatever the registry says.
+            "current": round(min(amps, 20.0), 3),
+            "power": round(min(watts, 5000.0), 1),
             "power_factor": round(pf, 3),
             "energy": round(self.energy_kwh, 3),
             "temperature": round(temp, 1),

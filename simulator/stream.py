@@ -324,7 +324,12 @@ def generate(plan: RunPlan) -> Iterator[Message]:
             sims[action[1]].seq = 0
         elif what == "reconnect":
             device_id = action[1]
-            if not index.silent(device_id, sim_s(offset_ms)):
+            now_s = sim_s(offset_ms)
+            cut_off = any(
+                f.kind == "gateway_down" and f.active(now_s)
+                for f in index.by_device.get(device_id, ())
+            )
+            if not index.silent(device_id, now_s) and not cut_off:
                 yield Message(
                     offset_ms, topic_of(device_id, "status"), _status(True, ts), retain=True
                 )

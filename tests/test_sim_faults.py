@@ -276,3 +276,20 @@ def test_gateway_down_buffers_and_uploads_arrays_when_it_ends() -> None:
         assert ts == sorted(ts)
         assert min(ts) >= plan.start_ms + down * 1000 and max(ts) < plan.start_ms + up * 1000
         assert len(ts) >= 50  # 5 h at ~300 s
+
+
+def test_a_registry_lamp_rated_beyond_the_meter_still_reports_in_range(tmp_path: Any) -> None:
+    from simulator.fleet import load_fleet
+
+    path = tmp_path / "big.csv"
+    path.write_text(
+        "device_id,kind,road,cabinet,rated_w,report_interval_s\n"
+        "L-BIG-1,lamp,洸河路,C-1,9000,60\nL-BIG-2,lamp,洸河路,C-1,400,60\n",
+        encoding="utf-8",
+    )
+    plan = _plan(["under_voltage:L-BIG-1@0s,volts=150"], fleet=load_fleet(path), hours=6)
+    lit = 0
+    for m, got in _decode_all(plan):
+        assert got.rejected == [], (m.payload, got.rejected)
+        lit += b'"on":true' in m.payload
+    assert lit > 100
