@@ -308,6 +308,10 @@ def check_modes(args: argparse.Namespace) -> None:
         ):
             if on:
                 raise OptionError(f"--check cannot be used with {flag}: nothing would be checked")
+    if args.cleanup and (args.dry_run or args.write_registry or args.rate is not None):
+        raise OptionError(
+            "--cleanup publishes to the broker: not with --dry-run, --rate or --write-registry"
+        )
     if args.shift_to_now and not args.replay:
         raise OptionError("--shift-to-now needs --replay")
     if args.rate is not None and (args.replay or args.scenario or args.dry_run):
@@ -433,7 +437,7 @@ def _simulate(args: argparse.Namespace) -> int:
         )
         return 0
     if args.cleanup:
-        return _cleanup(args, [d.device_id for d in plan.fleet.devices], plan)
+        return _cleanup(args, status_topics(plan))
     if args.dry_run:
         return _dry_run(plan, args.out)
     progress = RunProgress(
@@ -518,15 +522,10 @@ def _check(
     return 0 if result.ok else 1
 
 
-def _cleanup(args: argparse.Namespace, devices: list[str], plan: RunPlan | None) -> int:
+def _cleanup(args: argparse.Namespace, topics: list[str]) -> int:
     """Clear the retained statuses a run left: an empty retained message on each status topic."""
     from simulator.cleanup import clear_retained_statuses
 
-    topics = (
-        status_topics(plan)
-        if plan is not None
-        else sorted({t for t in devices if t.endswith("/status")})
-    )
     count = asyncio.run(
         clear_retained_statuses(
             _broker(args, connections=args.connections or 1, window=args.window or 100), topics
@@ -552,7 +551,7 @@ def _replay(args: argparse.Namespace, speed: float) -> int:
         raise OptionError(f"--replay {args.replay} holds no messages")
     if args.cleanup:
         statuses = sorted({m.topic for m in messages if m.topic.endswith("/status") and m.retain})
-        return _cleanup(args, statuses, None)
+        return _cleanup(args, statuses)
     first = messages[0].offset_ms
     messages = [Message(m.offset_ms - first, m.topic, m.payload, m.retain) for m in messages]
     stream: Any = messages

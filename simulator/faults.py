@@ -431,16 +431,9 @@ def resolve_faults(
         values = validate_params(kind, spec.params)
         target = spec.target
         if wants == "group":
-            target = (
-                target
-                if target not in {None, "", "auto"}
-                else (
-                    "all"
-                    if kind == "reconnect_storm"
-                    else _pick_road(fleet, random.Random(f"{seed}:{index}"))
-                )
-            )
-            assert target is not None
+            if target is None or target in {"", "auto"}:
+                rng = random.Random(f"{seed}:{index}")
+                target = "all" if kind == "reconnect_storm" else _pick_road(fleet, rng)
             devices = select_devices(target, fleet)
         else:
             if target is None or target in {"", "auto"}:

@@ -120,16 +120,16 @@ def build(
     raise ValueError(f"no malformed builder for reason {reason!r}")
 
 
-def bad_item(reason: str, good: dict[str, object], kind: str) -> object:
-    """A broken version of the reading `good`, for an array: the ingest refuses it for `reason`."""
+def bad_item(reason: str, good: dict[str, object], kind: str, ts_ms: int) -> object:
+    """A broken version of the reading `good` (taken at `ts_ms`), for an array: the ingest refuses
+    it for `reason`."""
     required = "depth_cm" if kind == "waterlevel" else "on"
-    ts = good["ts"]
     if reason == "missing_ts":
         return {k: v for k, v in good.items() if k != "ts"}
     if reason == "bad_ts":
         return {**good, "ts": "2026-07-15 20:00:00"}
     if reason == "ts_in_future":
-        return {**good, "ts": (ts if isinstance(ts, int) else 0) + _FUTURE_MS}
+        return {**good, "ts": ts_ms + _FUTURE_MS}
     if reason == "missing_field":
         return {k: v for k, v in good.items() if k != required}
     if reason == "wrong_type":

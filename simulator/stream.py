@@ -175,7 +175,6 @@ def generate(plan: RunPlan) -> Iterator[Message]:
 
     sims: dict[str, LampSim | WaterSim] = {}
     switches: dict[str, CabinetSwitch] = {}
-    report_rngs: dict[str, random.Random] = {}
     for device in plan.fleet.devices:
         rng = random.Random(f"{plan.seed}:phase:{device.device_id}")
         if device.kind == "lamp":
@@ -195,7 +194,6 @@ def generate(plan: RunPlan) -> Iterator[Message]:
             )
         else:
             continue
-        report_rngs[device.device_id] = rng
         if plan.announce:
             push(0, _P_STATUS, ("status", device.device_id, True))
         first = rng.uniform(0.0, device.report_interval_s)
@@ -203,7 +201,7 @@ def generate(plan: RunPlan) -> Iterator[Message]:
 
     kinds = {d.device_id: d.kind for d in plan.fleet.devices}
     delivery_rngs = {d: random.Random(f"{plan.seed}:deliver:{d}") for d in sims}
-    # Buffers of the faults that hold readings back: (device, fault number) → [(body, intent)].
+    # Buffers of the faults that hold readings back: (device, fault number) → [(body, device ts)].
     buffers: dict[tuple[str, int], list[tuple[Any, int]]] = {}
     held_events: dict[tuple[str, int], list[tuple[str, Any, int]]] = {}
     fault_no = {id(f): n for n, f in enumerate(plan.faults)}
@@ -418,10 +416,10 @@ def _mixed_array(
     for body, _ in held:
         items.append(body)
     for j in range(n_bad):
-        body = held[j % len(held)][0]
+        body, ts_ms = held[j % len(held)]
         first = body["seq"] if isinstance(body.get("seq"), int) else 0
         reason = reasons[(first + j) % len(reasons)]
-        items.insert(min(len(items), 1 + 2 * j), malformed.bad_item(reason, body, kind))
+        items.insert(min(len(items), 1 + 2 * j), malformed.bad_item(reason, body, kind, ts_ms))
         intent.append(reason)
     return Message(offset_ms, topic, orjson.dumps(items), False, tuple(intent))
 

@@ -293,3 +293,17 @@ def test_a_registry_lamp_rated_beyond_the_meter_still_reports_in_range(tmp_path:
         assert got.rejected == [], (m.payload, got.rejected)
         lit += b'"on":true' in m.payload
     assert lit > 100
+
+
+def test_mixed_array_future_item_with_rfc3339_timestamps_is_in_the_future() -> None:
+    plan = _plan(
+        [
+            "rfc3339_ts:W-JAQ-01@0s+3h",
+            "mixed_array:W-JAQ-01@0s+3h,size=3,bad=1,reason=ts_in_future",
+        ]
+    )
+    arrays = 0
+    for m, got in _decode_all(plan):
+        assert sorted(r.reason for r in got.rejected) == sorted(m.intent)
+        arrays += "/W-JAQ-01/" in m.topic and m.intent == ("ts_in_future",)
+    assert arrays >= 10

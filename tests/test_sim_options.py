@@ -64,6 +64,7 @@ BAD = [
     ([*SMALL, "--check-timeout", "soon"], "--check-timeout"),
     ([*SMALL, "--max-payload-bytes", "10"], "--max-payload-bytes"),
     ([*SMALL, "--shift-to-now"], "--shift-to-now needs --replay"),
+    ([*SMALL, "--cleanup"], "--cleanup publishes to the broker"),
     ([*SMALL, "--scenario", "storm", "--check"], "--check cannot be used with --dry-run"),
     (["simulate", "--check", "--port", "1"], "--check needs --scenario"),
     (

@@ -34,7 +34,9 @@ PARAMS: dict[str, st.SearchStrategy[str]] = {
     "out_of_order": st.sampled_from(["", ",by=1s", ",by=2h"]),
     "seq_reset": st.sampled_from(["", ",every=30m"]),
     "reconnect_storm": st.sampled_from(["", ",within=0s", ",within=1h"]),
-    "mixed_array": st.sampled_from(["", ",size=2,bad=1", ",size=10,bad=9,reason=not_object"]),
+    "mixed_array": st.sampled_from(
+        ["", ",size=2,bad=1", ",size=10,bad=9,reason=not_object", ",size=3,reason=ts_in_future"]
+    ),
     "bad_status": st.sampled_from(["", ",reason=not_json|wrong_type"]),
 }
 
@@ -47,6 +49,8 @@ def fault(draw: st.DrawFn) -> str:
     if kind == "gateway_down":
         length = draw(st.integers(1, HOURS * 60 - at))
     target = ":all" if kind == "reconnect_storm" else ""
+    if FAULT_KINDS[kind][0] in {"device", "waterlevel"} and draw(st.booleans()):
+        target = ":W-JAQ-01"  # the first point of every generated fleet: faults pile up on it
     span = "" if length is None else f"+{length}m"
     params = draw(PARAMS[kind]) if kind in PARAMS else ""
     return f"{kind}{target}@{at}m{span}{params}"
