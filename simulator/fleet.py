@@ -202,6 +202,13 @@ def load_fleet(path: str | Path) -> Fleet:
         raise FleetError(str(exc)) from exc
     if len(registry) == 0:
         raise FleetError(f"registry {path} lists no devices")
+    for device in registry:
+        # A device cannot report more often than its modem can send; nor can we simulate it.
+        if device.report_interval_s < 1.0:
+            raise FleetError(
+                f"registry {path}: {device.device_id} reports every {device.report_interval_s:g} s;"
+                " the simulator drives devices reporting at most once a second"
+            )
     return Fleet(tuple(registry))
 
 

@@ -200,3 +200,13 @@ def test_load_readings_unique_per_device_monotonic_energy_lit_by_the_sun() -> No
     assert not sun.is_night(noon)
     day = orjson.loads(devices.payload(0, noon, sun.is_night(noon), 1))
     assert day["on"] is False and day["power"] < 1
+
+
+def test_registry_with_a_sub_second_interval_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "fast.csv"
+    path.write_text("device_id,kind,report_interval_s\nL-1,lamp,0.001\n", encoding="utf-8")
+    assert main(["simulate", "--dry-run", "--registry", str(path), "--duration", "1m"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "L-1 reports every 0.001 s" in err
