@@ -6,11 +6,12 @@ Speaks only MQTT and the `devices/` models; nothing in production imports it.
     lamp.py      a lamp controller: sun schedule, dimming, power, voltage sag, energy
     water.py     a waterlogging point: runoff lag, drainage, recession; battery, rssi
     storm.py     the Chicago design-storm hyetograph
-    faults.py    what goes wrong, to whom, when (CLI and scenario syntax)
+    faults.py    what goes wrong, to whom, when (CLI and scenario syntax, every parameter checked)
     malformed.py a broken message for each ingest rejection reason
     stream.py    all of it as one deterministic, ordered message stream (and its JSONL form)
     publish.py   to a broker (aiomqtt, QoS 1, acks counted) or a JSONL file, paced by --speed
     record.py    capture live traffic; replay.py publishes it again (optionally shifted to now)
+    cleanup.py   clear the retained statuses a run left on the broker
     scenario.py  YAML scenarios and the alerts they expect; check.py asks the service's API
     wire.py      a bare MQTT 3.1.1 QoS 1 publisher; load.py the --rate load mode on it
     demo.py      the `streetwatch demo` fleet; cli.py `streetwatch simulate` and `record`

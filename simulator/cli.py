@@ -23,14 +23,19 @@ import sys
 import time
 from pathlib import Path
 from typing import IO, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import ValidationError
 
 from devices.location import LocationConfig
+from devices.topics import device_topic
 from simulator.clock import parse_duration, parse_speed, parse_start
-from simulator.errors import SimulatorError
-from simulator.faults import FAULT_KINDS, parse_fault_spec, resolve_faults
+from simulator.errors import OptionError, SimulatorError
+from simulator.faults import ALIASES, FAULT_KINDS, parse_fault_spec, resolve_faults
 from simulator.fleet import (
     DEFAULT_LAMPS,
     DEFAULT_WATERLEVEL,
+    Fleet,
     generate_fleet,
     load_fleet,
     write_registry,
@@ -60,12 +65,29 @@ def _add_broker_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--client-id", default=None, help="prefix of the MQTT client ids")
 
 
+def faults_help() -> str:
+    """The epilog of `simulate --help`: every fault kind, what it does, and an example."""
+    lines = [
+        "faults (--fault KIND[:TARGET][@AT][+FOR][,key=value]; AT: 2h from the start or 23:30):"
+    ]
+    for kind, (target, what, example) in FAULT_KINDS.items():
+        lines.append(f"  {kind} ({target}): {what}")
+        lines.append(f"      --fault {example}")
+    aliases = ", ".join(f"{a}={k}" for a, k in ALIASES.items())
+    lines.append(f"  aliases: {aliases}")
+    lines.append(
+        "  group TARGET: a road name, a cabinet id, a device id, several joined by |, or all"
+    )
+    return "\n".join(lines)
+
+
 def register(subparsers: Any) -> None:
     """Add `simulate` and `record` to the `streetwatch` command."""
     sim = subparsers.add_parser(
         "simulate",
         help="simulated lamps and waterlogging points: publish, dry-run, replay, scenarios, load",
         description=__doc__,
+        epilog=faults_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fleet = sim.add_argument_group("fleet")
@@ -75,7 +97,10 @@ def register(subparsers: Any) -> None:
         "--waterlevel", type=int, default=DEFAULT_WATERLEVEL, help="generated points"
     )
     fleet.add_argument(
-        "--report-interval", default="300s", help="generated devices' report interval"
+        "--report-interval",
+        default="300s",
+        help="generated devices' report interval: 300s, or per device one of 60s,300s,15m "
+        "or within 60s..15m",
     )
     fleet.add_argument(
         "--write-registry", metavar="FILE", help="write the fleet as a registry CSV and exit"
@@ -108,7 +133,7 @@ def register(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="KIND[:TARGET][@AT][+FOR][,k=v]",
-        help=f"inject a fault; kinds: {', '.join(FAULT_KINDS)}",
+        help="inject a fault (repeatable); every kind with an example is listed below",
     )
     world.add_argument(
         "--max-payload-bytes", type=int, default=262_144, help="the service's limit (malformed)"
@@ -126,6 +151,11 @@ def register(subparsers: Any) -> None:
     out.add_argument("--connections", type=int, default=None, help="MQTT connections")
     out.add_argument("--window", type=int, default=None, help="publishes in flight per connection")
     out.add_argument("--no-progress", action="store_true")
+    out.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="clear the retained statuses a run of this fleet (or --replay FILE) left, and exit",
+    )
     load = sim.add_argument_group("load")
     load.add_argument("--rate", default=None, help="load mode: msg/s (or max)")
     load.add_argument("--processes", type=int, default=1, help="load mode processes")
@@ -159,35 +189,139 @@ def _broker(args: argparse.Namespace, *, connections: int = 4, window: int = 100
 
 
 def _location(args: argparse.Namespace) -> LocationConfig:
-    base = LocationConfig()
-    return base.model_copy(
-        update={
-            k: v
-            for k, v in (("latitude", args.lat), ("longitude", args.lon), ("timezone", args.tz))
-            if v is not None
-        }
-    )
+    values = LocationConfig().model_dump()
+    for key, option, value in (
+        ("latitude", "--lat", args.lat),
+        ("longitude", "--lon", args.lon),
+        ("timezone", "--tz", args.tz),
+    ):
+        if value is None:
+            continue
+        values[key] = value
+        try:
+            LocationConfig.model_validate(values)
+        except ValidationError as exc:
+            raise OptionError(f"{option} {value}: {exc.errors()[0]['msg']}") from None
+    try:
+        ZoneInfo(values["timezone"])
+    except (ZoneInfoNotFoundError, ValueError):
+        raise OptionError(
+            f"--tz {values['timezone']!r} is not a time zone (e.g. Asia/Shanghai)"
+        ) from None
+    return LocationConfig.model_validate(values)
 
 
-def parse_storm(text: str) -> Storm:
-    """`AT+DURATION[,total=80][,peak=0.4][,points=W-A|W-B]`."""
+STORM_KEYS = ("total", "peak", "points", "b", "c")
+
+
+def parse_storm(text: str, fleet: Fleet | None = None) -> Storm:
+    """`AT+DURATION[,total=80][,peak=0.4][,points=W-A|W-B][,b=10][,c=0.7]`."""
     head, *params = text.split(",")
     at, _, length = head.partition("+")
-    opts = dict(p.split("=", 1) for p in params if "=" in p)
+    opts: dict[str, str] = {}
+    for param in params:
+        key, eq, value = param.partition("=")
+        if not eq or key not in STORM_KEYS:
+            raise OptionError(
+                f"--storm {text!r}: unknown setting {param!r} (known: {', '.join(STORM_KEYS)})"
+            )
+        opts[key] = value
     try:
-        return Storm(
+        storm = Storm(
             start_s=parse_duration(at or "0", option="storm"),
             duration_s=parse_duration(length or "2h", option="storm"),
             total_mm=float(opts.get("total", 80)),
             peak=float(opts.get("peak", 0.4)),
+            b=float(opts.get("b", 10.0)),
+            c=float(opts.get("c", 0.7)),
             points=tuple(opts["points"].split("|")) if "points" in opts else None,
         )
     except ValueError as exc:
-        raise SimulatorError(f"--storm {text!r}: {exc}") from exc
+        raise OptionError(f"--storm {text!r}: {exc}") from exc
+    if not (math.isfinite(storm.total_mm) and storm.total_mm <= 1000):
+        raise OptionError(f"--storm {text!r}: total must be within 0 … 1000 mm")
+    if not (0 < storm.b <= 100 and 0 < storm.c < 1.5):
+        raise OptionError(f"--storm {text!r}: b must be within 0 … 100 and c within 0 … 1.5")
+    if fleet is not None and storm.points is not None:
+        points = {d.device_id for d in fleet.waterlevel}
+        for point in storm.points:
+            if point not in points:
+                raise OptionError(f"--storm {text!r}: no waterlevel point {point!r} in the fleet")
+    return storm
+
+
+def parse_report_interval(text: str) -> float | tuple[float, ...] | tuple[float, float, str]:
+    """`300s` (every device), `60s,300s,15m` (each device one of them) or `60s..15m` (a range)."""
+    try:
+        if ".." in text:
+            lo_text, _, hi_text = text.partition("..")
+            lo = parse_duration(lo_text, option="report-interval")
+            hi = parse_duration(hi_text, option="report-interval")
+            values: tuple[float, ...] = (lo, hi)
+            if lo > hi:
+                raise OptionError(f"--report-interval {text!r}: the range goes backwards")
+        else:
+            values = tuple(
+                parse_duration(part, option="report-interval") for part in text.split(",")
+            )
+    except OptionError as exc:
+        raise OptionError(f"{exc} (or A,B,C or A..B)") from None
+    for value in values:
+        if not 1.0 <= value <= 86400.0:
+            raise OptionError(
+                f"--report-interval {text!r}: every interval must be within 1 s … 1 d"
+            )
+    if ".." in text:
+        return (values[0], values[1], "range")
+    return values[0] if len(values) == 1 else values
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    for option, value, lo in (
+        ("--connections", args.connections, 1),
+        ("--window", args.window, 1),
+        ("--processes", args.processes, 1),
+        ("--devices", args.devices, 1),
+        ("--max-payload-bytes", args.max_payload_bytes, 1024),
+    ):
+        if value is not None and value < lo:
+            raise OptionError(f"{option} {value}: must be at least {lo}")
+    _check_port(args.port)
+
+
+def _check_port(port: int) -> None:
+    if not 1 <= port <= 65535:
+        raise OptionError(f"--port {port}: not a TCP port (1 … 65535)")
+
+
+def check_modes(args: argparse.Namespace) -> None:
+    """Options that make no sense together are refused before anything is sent."""
+    if args.check:
+        if not args.scenario:
+            raise OptionError("--check needs --scenario (the alerts to expect come from it)")
+        for flag, on in (
+            ("--dry-run", args.dry_run),
+            ("--replay", args.replay),
+            ("--rate", args.rate is not None),
+            ("--write-registry", args.write_registry),
+            ("--cleanup", args.cleanup),
+        ):
+            if on:
+                raise OptionError(f"--check cannot be used with {flag}: nothing would be checked")
+    if args.cleanup and (args.dry_run or args.write_registry or args.rate is not None):
+        raise OptionError(
+            "--cleanup publishes to the broker: not with --dry-run, --rate or --write-registry"
+        )
+    if args.shift_to_now and not args.replay:
+        raise OptionError("--shift-to-now needs --replay")
+    if args.rate is not None and (args.replay or args.scenario or args.dry_run):
+        raise OptionError(
+            "--rate (load mode) cannot be used with --replay, --scenario or --dry-run"
+        )
 
 
 def build_plan(args: argparse.Namespace) -> tuple[RunPlan, Any]:
-    """The run plan from the options (or a scenario with the options' overrides)."""
+    """The run plan from the options (or a scenario with the options' overrides), all checked."""
     location = _location(args)
     if args.scenario:
         from simulator.scenario import load_scenario
@@ -200,6 +334,13 @@ def build_plan(args: argparse.Namespace) -> tuple[RunPlan, Any]:
             seed=args.seed,
             prefix=args.prefix,
         )
+        pinned = scenario.pinned_seed
+        if args.check and pinned is not None and args.seed not in {None, pinned}:
+            raise OptionError(
+                f"--seed {args.seed}: scenario {scenario.name} expects its alerts for seed "
+                f"{scenario.pinned_seed} only (its storm peaks follow the seed); drop --seed "
+                "to check it, or run without --check"
+            )
         plan = scenario.plan
         if args.fault:
             extra = resolve_faults(
@@ -208,12 +349,19 @@ def build_plan(args: argparse.Namespace) -> tuple[RunPlan, Any]:
                 start_ms=plan.start_ms,
                 tz=location.timezone,
                 seed=plan.seed,
+                duration_s=plan.duration_s,
             )
             plan.faults = [*plan.faults, *extra]
-        plan.storms = [*plan.storms, *(parse_storm(s) for s in args.storm)]
+        plan.storms = [*plan.storms, *(parse_storm(s, plan.fleet) for s in args.storm)]
+        if args.dimming is not None:
+            plan.dimming = parse_dimming(args.dimming)
         plan.max_payload_bytes = args.max_payload_bytes
         return plan, scenario
     seed = 1 if args.seed is None else args.seed
+    dimming = DEFAULT_DIMMING if args.dimming is None else parse_dimming(args.dimming)
+    duration_s = parse_duration(args.duration or "12h")
+    if duration_s <= 0:
+        raise OptionError("--duration must be longer than 0")
     if args.registry:
         fleet = load_fleet(args.registry)
     else:
@@ -221,8 +369,10 @@ def build_plan(args: argparse.Namespace) -> tuple[RunPlan, Any]:
             args.lamps,
             args.waterlevel,
             seed=seed,
-            report_interval_s=parse_duration(args.report_interval, option="report-interval"),
+            report_interval_s=parse_report_interval(args.report_interval),
         )
+    if len(fleet) == 0:
+        raise OptionError("the fleet is empty: give --lamps or --waterlevel more than 0")
     start_ms = parse_start(args.start or DEFAULT_START, tz=location.timezone)
     faults = resolve_faults(
         [parse_fault_spec(f) for f in args.fault],
@@ -230,17 +380,18 @@ def build_plan(args: argparse.Namespace) -> tuple[RunPlan, Any]:
         start_ms=start_ms,
         tz=location.timezone,
         seed=seed,
+        duration_s=duration_s,
     )
     plan = RunPlan(
         fleet=fleet,
         start_ms=start_ms,
-        duration_s=parse_duration(args.duration or "12h"),
+        duration_s=duration_s,
         seed=seed,
         prefix=args.prefix,
         location=location,
         faults=faults,
-        storms=[parse_storm(s) for s in args.storm],
-        dimming=DEFAULT_DIMMING if args.dimming is None else parse_dimming(args.dimming),
+        storms=[parse_storm(s, fleet) for s in args.storm],
+        dimming=dimming,
         max_payload_bytes=args.max_payload_bytes,
     )
     return plan, None
@@ -254,21 +405,39 @@ def simulate_command(args: argparse.Namespace) -> int:
         return 2
 
 
+def _open_out(path: str | None) -> IO[bytes] | None:
+    """The --out file, opened before any work so a bad path fails first (None: stdout)."""
+    if path is None or path == "-":
+        return None
+    try:
+        return open(path, "wb")  # closed by the caller
+    except OSError as exc:
+        raise OptionError(f"--out {path}: {exc.strerror or exc}") from None
+
+
 def _simulate(args: argparse.Namespace) -> int:
+    check_modes(args)
+    _check_counts(args)
     speed = parse_speed(args.speed)
+    check_timeout = parse_duration(args.check_timeout, option="check-timeout")
     if args.rate is not None:
         return _load(args)
     if args.replay:
         return _replay(args, speed)
     plan, scenario = build_plan(args)
     if args.write_registry:
-        write_registry(plan.fleet.devices, args.write_registry)
+        try:
+            write_registry(plan.fleet.devices, args.write_registry)
+        except OSError as exc:
+            raise OptionError(f"--write-registry {args.write_registry}: {exc}") from None
         print(
             f"wrote {len(plan.fleet)} devices ({len(plan.fleet.lamps)} lamps, "
             f"{len(plan.fleet.waterlevel)} waterlevel) to {args.write_registry}",
             file=sys.stderr,
         )
         return 0
+    if args.cleanup:
+        return _cleanup(args, status_topics(plan))
     if args.dry_run:
         return _dry_run(plan, args.out)
     progress = RunProgress(
@@ -279,15 +448,15 @@ def _simulate(args: argparse.Namespace) -> int:
         label=scenario.name if scenario is not None else "simulating",
     )
     _warn_future(plan, speed)
+    since = time.time()  # --check judges only alerts raised from here on
     sink = MqttSink(_broker(args, connections=args.connections or 4, window=args.window or 100))
     stats = asyncio.run(_publish(generate(plan), sink, speed, progress))
     for line in summary_lines(stats, what="published", published=True):
         print(line, file=sys.stderr)
     if args.check:
-        if scenario is None:
-            print("streetwatch simulate: --check needs --scenario", file=sys.stderr)
-            return 2
-        return _check(args, scenario)
+        return _check(
+            args, scenario, since_ms=plan.start_ms, started_s=since, timeout_s=check_timeout
+        )
     return 0 if stats.failed == 0 else 1
 
 
@@ -312,25 +481,30 @@ async def _publish(messages: Any, sink: MqttSink, speed: float, progress: RunPro
 
 
 def _dry_run(plan: RunPlan, out: str | None) -> int:
-    handle: IO[bytes]
-    if out is None or out == "-":
-        handle = sys.stdout.buffer
-        sink = JsonlSink(handle)
+    opened = _open_out(out)
+    handle: IO[bytes] = opened if opened is not None else sys.stdout.buffer
+    sink = JsonlSink(handle)
+    try:
         for message in generate(plan):
             sink.write(message)
         handle.flush()
-    else:
-        with open(out, "wb") as handle:
-            sink = JsonlSink(handle)
-            for message in generate(plan):
-                sink.write(message)
+    finally:
+        if opened is not None:
+            opened.close()
     sink.stats.finished = time.monotonic()
     for line in summary_lines(sink.stats, what="dry run", published=False):
         print(line, file=sys.stderr)
     return 0
 
 
-def _check(args: argparse.Namespace, scenario: Any) -> int:
+def _check(
+    args: argparse.Namespace,
+    scenario: Any,
+    *,
+    since_ms: int,
+    started_s: float,
+    timeout_s: float,
+) -> int:
     from simulator.check import report_lines, run_check
 
     result = asyncio.run(
@@ -338,7 +512,9 @@ def _check(args: argparse.Namespace, scenario: Any) -> int:
             args.api,
             scenario.expected,
             scenario.scope,
-            timeout_s=parse_duration(args.check_timeout, option="check-timeout"),
+            timeout_s=timeout_s,
+            since_ms=since_ms,
+            started_s=started_s,
         )
     )
     for line in report_lines(result):
@@ -346,36 +522,61 @@ def _check(args: argparse.Namespace, scenario: Any) -> int:
     return 0 if result.ok else 1
 
 
+def _cleanup(args: argparse.Namespace, topics: list[str]) -> int:
+    """Clear the retained statuses a run left: an empty retained message on each status topic."""
+    from simulator.cleanup import clear_retained_statuses
+
+    count = asyncio.run(
+        clear_retained_statuses(
+            _broker(args, connections=args.connections or 1, window=args.window or 100), topics
+        )
+    )
+    print(f"cleared {count:,} retained status topics", file=sys.stderr)
+    return 0
+
+
+def status_topics(plan: RunPlan) -> list[str]:
+    return [
+        device_topic(plan.prefix, d.kind, d.device_id, "status")
+        for d in plan.fleet.devices
+        if d.kind in {"lamp", "waterlevel"}
+    ]
+
+
 def _replay(args: argparse.Namespace, speed: float) -> int:
     from simulator.replay import read_recording, recording_base_ms, shift_delta_ms, shifted
 
     messages = list(read_recording(args.replay))
     if not messages:
-        print(f"streetwatch simulate: {args.replay} holds no messages", file=sys.stderr)
-        return 2
+        raise OptionError(f"--replay {args.replay} holds no messages")
+    if args.cleanup:
+        statuses = sorted({m.topic for m in messages if m.topic.endswith("/status") and m.retain})
+        return _cleanup(args, statuses)
     first = messages[0].offset_ms
     messages = [Message(m.offset_ms - first, m.topic, m.payload, m.retain) for m in messages]
     stream: Any = messages
     if args.shift_to_now:
         base = recording_base_ms(messages)
-        if base is not None:
-            delta = shift_delta_ms(base, messages[-1].offset_ms, int(time.time() * 1000), speed)
-            stream = shifted(messages, delta)
+        if base is None:
+            raise OptionError(f"--shift-to-now: {args.replay} holds no reading with a ts")
+        delta = shift_delta_ms(base, messages[-1].offset_ms, int(time.time() * 1000), speed)
+        stream = shifted(messages, delta)
+    if args.dry_run:
+        opened = _open_out(args.out)
+        handle: IO[bytes] = opened if opened is not None else sys.stdout.buffer
+        try:
+            for message in stream:
+                handle.write(message.to_jsonl())
+            handle.flush()
+        finally:
+            if opened is not None:
+                opened.close()
+        return 0
     progress = RunProgress(
         enabled=not args.no_progress,
         duration_s=messages[-1].offset_ms / 1000,
         label=f"replay {Path(args.replay).name}",
     )
-    if args.dry_run:
-        if args.out and args.out != "-":
-            with open(args.out, "wb") as handle:
-                for message in stream:
-                    handle.write(message.to_jsonl())
-        else:
-            for message in stream:
-                sys.stdout.buffer.write(message.to_jsonl())
-            sys.stdout.buffer.flush()
-        return 0
     mqtt = MqttSink(_broker(args, connections=args.connections or 4, window=args.window or 100))
     stats = asyncio.run(_publish(stream, mqtt, speed, progress))
     for line in summary_lines(stats, what="replayed", published=True):
@@ -388,6 +589,9 @@ def _load(args: argparse.Namespace) -> int:
 
     rate = parse_speed(args.rate)  # same grammar: a number or max
     duration = parse_duration(args.duration or "30s")
+    if duration <= 0:
+        raise OptionError("--duration must be longer than 0")
+    location = _location(args)
     opts = LoadOptions(
         host=args.host,
         port=args.port,
@@ -401,6 +605,7 @@ def _load(args: argparse.Namespace) -> int:
         devices=max(1, args.devices),
         window=args.window or 1000,
         client_id=args.client_id or f"streetwatch-load-{os.getpid()}",
+        location=location,
     )
     progress = RunProgress(enabled=not args.no_progress, label="load", total=duration)
     t0 = time.monotonic()
@@ -425,43 +630,41 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def record_command(args: argparse.Namespace) -> int:
+    try:
+        return _record(args)
+    except SimulatorError as exc:
+        print(f"streetwatch record: {exc}", file=sys.stderr)
+        return 2
+
+
+def _record(args: argparse.Namespace) -> int:
     from simulator.record import record
 
     duration = None if args.duration is None else parse_duration(args.duration)
+    if args.count is not None and args.count < 1:
+        raise OptionError(f"--count {args.count}: must be at least 1")
+    _check_port(args.port)
+    opened = _open_out(args.out)
     options = _broker(args)
     if options.client_id is None:
         options = BrokerOptions(
             **{**_asdict(options), "client_id": f"streetwatch-record-{os.getpid()}"}
         )
     try:
-        if args.out == "-":
-            count = asyncio.run(
-                record(
-                    options,
-                    sys.stdout.buffer,
-                    prefix=args.prefix,
-                    topics=args.topic,
-                    duration_s=duration,
-                    count=args.count,
-                    include_alerts=args.include_alerts,
-                )
+        count = asyncio.run(
+            record(
+                options,
+                opened if opened is not None else sys.stdout.buffer,
+                prefix=args.prefix,
+                topics=args.topic,
+                duration_s=duration,
+                count=args.count,
+                include_alerts=args.include_alerts,
             )
-        else:
-            with open(args.out, "wb") as handle:
-                count = asyncio.run(
-                    record(
-                        options,
-                        handle,
-                        prefix=args.prefix,
-                        topics=args.topic,
-                        duration_s=duration,
-                        count=args.count,
-                        include_alerts=args.include_alerts,
-                    )
-                )
-    except SimulatorError as exc:
-        print(f"streetwatch record: {exc}", file=sys.stderr)
-        return 2
+        )
+    finally:
+        if opened is not None:
+            opened.close()
     print(f"recorded {count:,} messages", file=sys.stderr)
     return 0
 

@@ -6,7 +6,6 @@ one set of options give one byte stream. Only `--start now…` and the live pace
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import math
 import re
@@ -102,9 +101,3 @@ class Pacer:
         if math.isinf(self.speed):
             return 0.0
         return self.t0 + offset_s / self.speed - time.monotonic()
-
-    async def wait(self, offset_s: float) -> None:
-        delay = self.due(offset_s)
-        # Sleeping for less than a millisecond costs more than it buys; batch those up.
-        if delay > 0.001:
-            await asyncio.sleep(delay)

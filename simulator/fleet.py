@@ -21,6 +21,7 @@ from simulator.errors import FleetError
 DEFAULT_LAMPS = 790
 DEFAULT_WATERLEVEL = 12
 DEFAULT_RATED_W = 150.0
+ReportIntervals = float | tuple[float, ...] | tuple[float, float, str]
 REGISTRY_COLUMNS = KNOWN_COLUMNS  # the contract's registry columns (§4), in order
 
 
@@ -95,12 +96,6 @@ class Fleet:
     def waterlevel(self) -> list[Device]:
         return [d for d in self.devices if d.kind == "waterlevel"]
 
-    def get(self, device_id: str) -> Device | None:
-        for device in self.devices:
-            if device.device_id == device_id:
-                return device
-        return None
-
     def cabinets(self) -> dict[str, list[Device]]:
         """Cabinet id → its lamps, in fleet order."""
         out: dict[str, list[Device]] = {}
@@ -126,15 +121,30 @@ def generate_fleet(
     waterlevel: int = DEFAULT_WATERLEVEL,
     *,
     seed: int = 1,
-    report_interval_s: float = 300.0,
+    report_interval_s: ReportIntervals = 300.0,
 ) -> Fleet:
-    """A city's worth of lamps over ROADS in cabinets of ~20-40, and waterlogging points."""
+    """A city's worth of lamps over ROADS in cabinets of ~20-40, and waterlogging points.
+
+    `report_interval_s`: one interval for every device; a tuple of intervals, each device one of
+    them; or `(low, high, "range")`, each device a whole number of seconds within it. Drawn per
+    device id, so a device keeps its interval whatever the fleet's size.
+    """
     if lamps < 0 or waterlevel < 0:
         raise FleetError("--lamps and --waterlevel must be >= 0")
     if lamps > 99_999 or waterlevel > 999:
         raise FleetError("at most 99999 lamps and 999 waterlevel points")
     rng = random.Random(f"fleet:{seed}")
     devices: list[Device] = []
+
+    def interval(device_id: str) -> float:
+        spec = report_interval_s
+        if isinstance(spec, int | float):
+            return float(spec)
+        pick = random.Random(f"{seed}:interval:{device_id}")
+        if len(spec) == 3 and spec[2] == "range":
+            return float(round(pick.uniform(float(spec[0]), float(spec[1]))))
+        return float(pick.choice([float(x) for x in spec]))
+
     for road, count in zip(ROADS, _split(lamps, [r.weight for r in ROADS]), strict=True):
         # Cabinets of ~20-40 lamps: a feeder circuit's worth, sized a little differently each.
         n_cabinets = max(1, round(count / 30)) if count else 0
@@ -159,7 +169,7 @@ def generate_fleet(
                         rated_w=rated,
                         lat=round(lat + side, 6),
                         lon=round(lon + side, 6),
-                        report_interval_s=report_interval_s,
+                        report_interval_s=interval(f"L-{road.code}-{index:03d}"),
                     )
                 )
     for n in range(waterlevel):
@@ -178,7 +188,7 @@ def generate_fleet(
                 point=point,
                 lat=round(road.start[0] + (road.end[0] - road.start[0]) * frac, 6),
                 lon=round(road.start[1] + (road.end[1] - road.start[1]) * frac, 6),
-                report_interval_s=report_interval_s,
+                report_interval_s=interval(f"W-{road.code}-{n + 1:02d}"),
             )
         )
     return Fleet(tuple(devices))
@@ -192,6 +202,13 @@ def load_fleet(path: str | Path) -> Fleet:
         raise FleetError(str(exc)) from exc
     if len(registry) == 0:
         raise FleetError(f"registry {path} lists no devices")
+    for device in registry:
+        # A device cannot report more often than its modem can send; nor can we simulate it.
+        if device.report_interval_s < 1.0:
+            raise FleetError(
+                f"registry {path}: {device.device_id} reports every {device.report_interval_s:g} s;"
+                " the simulator drives devices reporting at most once a second"
+            )
     return Fleet(tuple(registry))
 
 

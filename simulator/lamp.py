@@ -14,8 +14,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from devices.dimming import DimmingPlan
 from devices.registry import Device
 from simulator.clock import SunClock
+from simulator.errors import OptionError
 from simulator.faults import Fault
 
 STANDBY_W = 0.5  # the controller itself, lamp off
@@ -25,37 +27,39 @@ NOMINAL_V = 223.0
 FaultsAt = Callable[[int], list[Fault]]
 
 
-@dataclass(frozen=True, slots=True)
-class DimStep:
-    """Dim level between two local times of day, in hours (may cross midnight)."""
-
-    start_h: float
-    end_h: float
-    dim: float
-
-    def covers(self, hour: float) -> bool:
-        if self.start_h <= self.end_h:
-            return self.start_h <= hour < self.end_h
-        return hour >= self.start_h or hour < self.end_h
-
-
 # 50 % from midnight to 04:30, full light for the evening and the morning commute.
-DEFAULT_DIMMING: tuple[DimStep, ...] = (DimStep(0.0, 4.5, 50.0),)
+DEFAULT_DIMMING_TEXT = "00:00-04:30=50"
+DEFAULT_DIMMING = DimmingPlan.parse(DEFAULT_DIMMING_TEXT)
 
 
-def parse_dimming(text: str) -> tuple[DimStep, ...]:
-    """`00:00-04:30=50;22:00-00:00=80` → steps. An empty string: no dimming."""
-    steps = []
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        window, _, dim = part.partition("=")
-        start, _, end = window.partition("-")
-        steps.append(DimStep(_hours(start), _hours(end), float(dim)))
-    return tuple(steps)
+def parse_dimming(text: str) -> DimmingPlan:
+    """`00:00-04:30=50;22:00-00:00=80` → a plan (devices.dimming, shared with the rules)."""
+    try:
+        return DimmingPlan.parse(text)
+    except ValueError as exc:
+        raise OptionError(f"--dimming {text!r}: {exc}") from None
 
 
-def _hours(hhmm: str) -> float:
-    hours, _, minutes = hhmm.strip().partition(":")
-    return int(hours) + int(minutes or 0) / 60
+@dataclass(frozen=True, slots=True)
+class CabinetSwitch:
+    """A cabinet's time switch and feeder: every lamp on it switches at the same instants.
+
+    Drawn from the cabinet id and the seed alone, so the registry's order (or which other cabinets
+    exist) never moves them.
+    """
+
+    on_offset_ms: int  # after sunset
+    off_offset_ms: int  # after sunrise
+    v_offset: float  # the feeder transformer's tap
+
+    @classmethod
+    def of(cls, seed: int, cabinet: str) -> CabinetSwitch:
+        rng = random.Random(f"{seed}:cabinet:{cabinet}")
+        return cls(
+            on_offset_ms=int(rng.uniform(-300, 480) * 1000),
+            off_offset_ms=int(rng.uniform(-480, 300) * 1000),
+            v_offset=rng.uniform(-2.0, 2.0),
+        )
 
 
 def ambient_c(sun: SunClock, ts_ms: int) -> float:
@@ -100,8 +104,8 @@ class LampSim:
         *,
         seed: int,
         sun: SunClock,
-        dimming: tuple[DimStep, ...],
-        cabinet_rng: random.Random,
+        dimming: DimmingPlan,
+        switch: CabinetSwitch,
     ) -> None:
         self.device = device
         self.sun = sun
@@ -109,9 +113,9 @@ class LampSim:
         self.rng = random.Random(f"{seed}:lamp:{device.device_id}")
         self.rated_w = device.rated_w or 150.0
         # The cabinet's time switch: the same offsets for every lamp on the feeder.
-        self.on_offset_ms = int(cabinet_rng.uniform(-300, 480) * 1000)
-        self.off_offset_ms = int(cabinet_rng.uniform(-480, 300) * 1000)
-        self.v_offset = cabinet_rng.uniform(-2.0, 2.0)
+        self.on_offset_ms = switch.on_offset_ms
+        self.off_offset_ms = switch.off_offset_ms
+        self.v_offset = switch.v_offset
         self.drop_v = self.rng.uniform(0.0, 3.0)  # line drop: how far down the feeder it hangs
         self.pf_full = self.rng.uniform(0.95, 0.985)
         self.rssi_base = self.rng.uniform(-98.0, -62.0)
@@ -125,11 +129,7 @@ class LampSim:
         return self.sun.is_night(ts_ms, self.on_offset_ms, self.off_offset_ms)
 
     def plan_dim(self, ts_ms: int) -> float:
-        hour = self.sun.local_hours(ts_ms)
-        for step in self.dimming:
-            if step.covers(hour):
-                return step.dim
-        return 100.0
+        return self.dimming.dim_at(self.sun.minute_of_day(ts_ms))
 
     def true_state(self, ts_ms: int, faults: list[Fault]) -> tuple[bool, float, float]:
         """(relay on, dim %, watts drawn) without metering noise."""
@@ -198,8 +198,9 @@ class LampSim:
             "on": on,
             "dim": round(dim),
             "voltage": round(volts, 1),
-            "current": round(amps, 3),
-            "power": round(watts, 1),
+            # A controller's meter saturates at its range (contract §1), whatever the registry says.
+            "current": round(min(amps, 20.0), 3),
+            "power": round(min(watts, 5000.0), 1),
             "power_factor": round(pf, 3),
             "energy": round(self.energy_kwh, 3),
             "temperature": round(temp, 1),

@@ -1,7 +1,10 @@
 """Load mode (`--rate N`): sustained QoS 1 lamp readings over many connections, acks counted.
 
 Every message is a valid contract §1 lamp reading with a live timestamp, from `--devices` distinct
-lamps (`LD-00001` …), so the service under test does its full work for each. Each connection sends
+lamps (`LD-00001` …), so the service under test does its full work for each. What a store can keep,
+one to one with the acks: each device's `ts` strictly increases (a device sending twice in one
+millisecond takes the next one), its energy never goes backwards, and lamps are lit only at night
+(the floor's sun), so "acked" and "points stored" can be compared exactly. Each connection sends
 its share of the rate in small batches on a 2 ms tick, never more than `window` unacknowledged;
 PUBACK latency (write → ack) is kept per message for percentiles. With `--processes P` the work is
 split over P processes (spawned, each with its own event loop) and the figures are merged.
@@ -21,6 +24,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from devices.location import LocationConfig
+from devices.sun import SunTimes
 from devices.topics import device_topic
 from simulator.errors import PublishError
 from simulator.publish import percentile
@@ -31,6 +36,10 @@ MAX_BATCH = 2000
 _TEMPLATE = (
     b'{"ts":%d,"seq":%d,"on":true,"dim":100,"voltage":%s,"current":%s,"power":%s,'
     b'"power_factor":0.96,"energy":%d.%03d,"temperature":31.5,"rssi":-71}'
+)
+_OFF_TEMPLATE = (
+    b'{"ts":%d,"seq":%d,"on":false,"dim":0,"voltage":%s,"current":0.007,"power":0.5,'
+    b'"power_factor":0.32,"energy":%d.%03d,"temperature":24.5,"rssi":-71}'
 )
 # A few plausible (voltage, current, power) triples, cycled: real values, no per-message maths.
 _VARIANTS = [
@@ -54,6 +63,7 @@ class LoadOptions:
     window: int = 1000  # unacknowledged publishes per connection
     client_id: str = "streetwatch-load"
     worker: int = 0  # this process's index (set by run_load)
+    location: LocationConfig = field(default_factory=LocationConfig)  # whose night lights lamps
 
 
 @dataclass(slots=True)
@@ -86,6 +96,28 @@ class LoadResult:
 Progress = Callable[[int, int], None]  # (sent, acked) so far
 
 
+class LoadDevices:
+    """The load lamps' own state: last ts, seq and energy (Wh) per device."""
+
+    def __init__(self, count: int, first: int = 0) -> None:
+        self.last_ts = [0] * count
+        self.seqs = [0] * count
+        # Years of service so far, different per lamp; whole Wh so the text is exact.
+        self.energy_wh = [1_000_000 + ((first + i) * 7919) % 5_000_000 for i in range(count)]
+
+    def payload(self, i: int, now_ms: int, lit: bool, variant: int) -> bytes:
+        ts = now_ms if now_ms > self.last_ts[i] else self.last_ts[i] + 1
+        self.last_ts[i] = ts
+        seq = self.seqs[i] = self.seqs[i] + 1
+        volts, amps, watts = _VARIANTS[variant & 3]
+        if lit:
+            self.energy_wh[i] += 3  # ~150 W for ~70 s of a lamp's life per reading
+            kwh, wh = divmod(self.energy_wh[i], 1000)
+            return _TEMPLATE % (ts, seq, volts, amps, watts, kwh, wh)
+        kwh, wh = divmod(self.energy_wh[i], 1000)
+        return _OFF_TEMPLATE % (ts, seq, volts, kwh, wh)
+
+
 async def _connection(
     opts: LoadOptions, index: int, rate: float, devices: list[str], counters: list[int]
 ) -> LoadResult:
@@ -107,7 +139,8 @@ async def _connection(
         transport.close()
         raise PublishError(f"mqtt://{opts.host}:{opts.port}: {exc or 'no CONNACK'}") from exc
     topics = [topic_field(device_topic(opts.prefix, "lamp", d, "telemetry")) for d in devices]
-    seqs = [0] * len(devices)
+    state = LoadDevices(len(devices), first=opts.worker * 100_003 + index * len(devices))
+    sun = SunTimes(opts.location)
     ndev = len(devices)
     window = opts.window
     result = LoadResult()
@@ -131,16 +164,14 @@ async def _connection(
                 await asyncio.sleep(TICK_S)
             continue
         ts = int(time.time() * 1000)
+        lit = sun.is_night(ts)
         packets: list[bytes] = []
         mids: list[int] = []
         for _ in range(n):
             mid = mid % 65535 + 1
             i = k % ndev
             k += 1
-            seq = seqs[i] = seqs[i] + 1
-            volts, amps, watts = _VARIANTS[k & 3]
-            energy = 1000 + seq // 7
-            payload = _TEMPLATE % (ts, seq, volts, amps, watts, energy, seq % 1000)
+            payload = state.payload(i, ts, lit, k)
             packets.append(publish_packet(topics[i], mid, payload))
             mids.append(mid)
         proto.write_batch(packets, mids)
@@ -171,13 +202,16 @@ async def run_worker(
     opts: LoadOptions, progress: Progress | None = None, shared: Any = None
 ) -> LoadResult:
     """One process's share: `opts.connections` connections at `opts.rate` together."""
-    conns = max(1, opts.connections)
+    # Each device belongs to one process and one connection, so its ts stay unique and ordered.
+    names = [f"LD-{n + 1:05d}" for n in range(opts.devices)][
+        opts.worker :: max(1, opts.processes)
+    ] or [f"LD-P{opts.worker:03d}"]
+    conns = max(1, min(opts.connections, len(names)))
     per_conn = opts.rate / conns
-    names = [f"LD-{n + 1:05d}" for n in range(opts.devices)]
     counters = [[0, 0] for _ in range(conns)]
     tasks = [
         asyncio.create_task(
-            _connection(opts, c, per_conn, names[c::conns] or names[:1], counters[c]),
+            _connection(opts, c, per_conn, names[c::conns], counters[c]),
             name=f"load-conn-{c}",
         )
         for c in range(conns)

@@ -31,6 +31,25 @@ DEVICE_REASONS: tuple[str, ...] = (
     "empty_array",
     "bad_event",
 )
+# Reasons one reading inside a gateway's array can be refused for, leaving its neighbours accepted
+# (NaN or broken JSON would spoil the whole payload, so they are not among them).
+ARRAY_REASONS: tuple[str, ...] = (
+    "missing_ts",
+    "bad_ts",
+    "ts_in_future",
+    "missing_field",
+    "wrong_type",
+    "out_of_range",
+    "not_object",
+)
+# Reasons a `status` payload (a will set up wrong, a firmware's own idea of "online") is refused for.
+STATUS_REASONS: tuple[str, ...] = (
+    "not_json",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "bad_ts",
+)
 # Far enough ahead to be "in the future" for any service clock for decades, yet a valid year.
 _FUTURE_MS = 50 * 365 * 86_400_000
 
@@ -99,3 +118,40 @@ def build(
             orjson.dumps({"ts": ts_ms, "event": "lampFailure", "state": "active"}),
         )
     raise ValueError(f"no malformed builder for reason {reason!r}")
+
+
+def bad_item(reason: str, good: dict[str, object], kind: str, ts_ms: int) -> object:
+    """A broken version of the reading `good` (taken at `ts_ms`), for an array: the ingest refuses
+    it for `reason`."""
+    required = "depth_cm" if kind == "waterlevel" else "on"
+    if reason == "missing_ts":
+        return {k: v for k, v in good.items() if k != "ts"}
+    if reason == "bad_ts":
+        return {**good, "ts": "2026-07-15 20:00:00"}
+    if reason == "ts_in_future":
+        return {**good, "ts": ts_ms + _FUTURE_MS}
+    if reason == "missing_field":
+        return {k: v for k, v in good.items() if k != required}
+    if reason == "wrong_type":
+        return {**good, required: "12.5" if kind == "waterlevel" else "true"}
+    if reason == "out_of_range":
+        field, bad = ("depth_cm", -3.0) if kind == "waterlevel" else ("power_factor", 1.7)
+        return {**good, field: bad}
+    if reason == "not_object":
+        return "ok"
+    raise ValueError(f"no array item builder for reason {reason!r}")
+
+
+def bad_status(reason: str, ts_ms: int) -> bytes:
+    """A `status` payload the ingest refuses for `reason`."""
+    if reason == "not_json":  # a will configured as plain text
+        return b"offline"
+    if reason == "not_object":
+        return b'"offline"'
+    if reason == "missing_field":
+        return orjson.dumps({"ts": ts_ms, "state": "offline"})
+    if reason == "wrong_type":  # firmware that writes booleans as strings
+        return orjson.dumps({"online": "false", "ts": ts_ms})
+    if reason == "bad_ts":
+        return orjson.dumps({"online": True, "ts": "yesterday"})
+    raise ValueError(f"no status builder for reason {reason!r}")

@@ -38,14 +38,15 @@ def read_recording(path: str | Path) -> Iterator[Message]:
 
 
 def _ts_of(payload: bytes) -> int | None:
+    """The newest reading's ts in a payload (one reading or a gateway's array)."""
     try:
         body = orjson.loads(payload)
     except orjson.JSONDecodeError:
         return None
-    item = body[0] if isinstance(body, list) and body else body
-    if isinstance(item, dict):
-        return _to_ms(item.get("ts"))
-    return None
+    items = body if isinstance(body, list) else [body]
+    found = [_to_ms(item.get("ts")) for item in items if isinstance(item, dict)]
+    times = [ts for ts in found if ts is not None]
+    return max(times) if times else None
 
 
 def _to_ms(value: Any) -> int | None:
@@ -95,12 +96,20 @@ def shift_payload(payload: bytes, delta_ms: int) -> bytes:
 
 
 def recording_base_ms(messages: list[Message]) -> int | None:
-    """The recording's time at offset 0: ts − offset of the first message with a usable ts."""
+    """The recording's time at offset 0, from its readings only (`telemetry` messages).
+
+    A retained status delivered on subscribe can be hours old, and a gateway's backlog is late by
+    design: the newest (ts − offset) among the readings is the live clock of the recording, so no
+    shifted reading ever lands ahead of its send time.
+    """
+    best: int | None = None
     for message in messages:
+        if not message.topic.endswith("/telemetry"):
+            continue
         ts = _ts_of(message.payload)
-        if ts is not None:
-            return ts - message.offset_ms
-    return None
+        if ts is not None and (best is None or ts - message.offset_ms > best):
+            best = ts - message.offset_ms
+    return best
 
 
 def shift_delta_ms(base_ms: int, duration_ms: int, now_ms: int, speed: float) -> int:

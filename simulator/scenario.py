@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from devices.location import LocationConfig
 from devices.rule_ids import STANDARD_RULE_IDS
 from simulator.clock import parse_duration, parse_start
-from simulator.errors import FaultSpecError, OptionError, ScenarioError
+from simulator.errors import FaultSpecError, FleetError, OptionError, ScenarioError
 from simulator.faults import Fault, FaultSpec, canonical_kind, resolve_faults
 from simulator.fleet import Fleet, generate_fleet, load_fleet
 from simulator.lamp import DEFAULT_DIMMING, parse_dimming
@@ -116,6 +116,9 @@ class Scenario:
     plan: RunPlan
     expected: list[ExpectedAlert]
     source: str
+    # The seed the scenario's own `expect` list holds for (its storm peaks follow the seed), or
+    # None when every expected alert comes from a fault and so follows whatever seed is given.
+    pinned_seed: int | None = None
 
     @property
     def scope(self) -> set[str]:
@@ -199,10 +202,23 @@ def load_scenario(
             )
             for f in spec.faults
         ]
-        faults = resolve_faults(specs, fleet, start_ms=start_ms, tz=loc.timezone, seed=run_seed)
-    except (OptionError, FaultSpecError, ValueError) as exc:
+        faults = resolve_faults(
+            specs,
+            fleet,
+            start_ms=start_ms,
+            tz=loc.timezone,
+            seed=run_seed,
+            duration_s=duration_s,
+        )
+        dimming = DEFAULT_DIMMING if spec.dimming is None else parse_dimming(spec.dimming)
+    except (OptionError, FaultSpecError, FleetError, ValueError) as exc:
         raise ScenarioError(f"{where}: {exc}") from exc
     ids = {d.device_id for d in fleet.devices} | set(fleet.cabinets())
+    points = {d.device_id for d in fleet.waterlevel}
+    for storm in storms:
+        for point in storm.points or ():
+            if point not in points:
+                raise ScenarioError(f"{where}: storms: no waterlevel point {point!r} in the fleet")
     for point in spec.water:
         if point not in ids:
             raise ScenarioError(f"{where}: water: no device {point!r} in the fleet")
@@ -223,10 +239,11 @@ def load_scenario(
         location=loc,
         faults=faults,
         storms=storms,
-        dimming=DEFAULT_DIMMING if spec.dimming is None else parse_dimming(spec.dimming),
+        dimming=dimming,
         water_params=spec.water,
     )
-    return Scenario(spec.name, spec.description, plan, _unique(expected), where)
+    pinned = spec.seed if spec.expect else None
+    return Scenario(spec.name, spec.description, plan, _unique(expected), where, pinned)
 
 
 def _fleet(section: FleetSection, path: Path | None, seed: int) -> Fleet:

@@ -22,6 +22,10 @@ from simulator.storm import Storm
 STEP_S = 10.0
 DEADBAND_CM = 0.3  # the ultrasonic sensor reads a dry road as exactly 0
 WET_INTERVAL_S = 60.0
+# A lithium pack on a pole lasts years: a little every day, a little more per transmission.
+BATTERY_DRAIN_PER_DAY = 0.03
+BATTERY_DRAIN_PER_REPORT = 0.0002
+DEFAULT_SAG_S = 2 * 3600.0  # a failing pack's voltage sags over hours, not in one reading
 
 
 class WaterSim:
@@ -54,6 +58,12 @@ class WaterSim:
         self.rain_acc = 0.0
         self.raining = False
         self.seq = 0
+        # What the sensor itself last measured: the firmware reports fast while it sees water or
+        # rain, and slows down again once it no longer does (it knows nothing of hidden inflow).
+        self.seen_depth = 0.0
+        self.seen_rain = 0.0
+        self.battery_t_s: float | None = None
+        self.sag_from: dict[tuple[str, float], float] = {}
 
     def rain_between(self, t1: float, t2: float) -> float:
         lag = self.rain_lag_s
@@ -92,17 +102,24 @@ class WaterSim:
     def wet(self) -> bool:
         return self.depth_cm >= DEADBAND_CM or self.raining or self.inflow > 1e-5
 
+    @property
+    def sees_water(self) -> bool:
+        """The sensor's own view: water above the deadband or rain in its last reading."""
+        return self.seen_depth >= DEADBAND_CM or self.seen_rain > 0.0
+
     def interval_s(self) -> float:
-        """Reporting interval (simulated s): the registry's when dry, every minute while wet."""
+        """Reporting interval (simulated s): the registry's, every minute while it sees water."""
         base = self.device.report_interval_s
-        return min(WET_INTERVAL_S, base) if self.wet else base
+        return min(WET_INTERVAL_S, base) if self.sees_water else base
 
     def reading(self, ts_ms: int, t_s: float, faults: list[Fault]) -> dict[str, object]:
         self.advance(t_s)
         rng = self.rng
         depth = self.depth_cm
         shown = depth + rng.gauss(0, 0.15) if depth >= DEADBAND_CM else 0.0
-        drain = 0.003 + (0.004 if self.wet else 0.0)  # the modem is on air more while wet
+        days = 0.0 if self.battery_t_s is None else max(0.0, t_s - self.battery_t_s) / 86400.0
+        self.battery_t_s = t_s
+        drain = BATTERY_DRAIN_PER_DAY * days + BATTERY_DRAIN_PER_REPORT
         self.battery = max(0.0, self.battery - drain)
         battery = self.battery
         for fault in faults:
@@ -110,16 +127,21 @@ class WaterSim:
                 shown = fault.number("depth_cm", 3.2)
             elif fault.kind == "low_battery":
                 level = fault.number("level", 15.0)
-                sag = min(1.0, (t_s - fault.at_s) / 3600.0)
-                battery = min(battery, 22.0 - (22.0 - level) * sag)
+                key = (fault.kind, fault.at_s)
+                begin = self.sag_from.setdefault(key, max(battery, level))
+                over = fault.number("over_s", DEFAULT_SAG_S)
+                sag = 1.0 if over <= 0 else min(1.0, max(0.0, t_s - fault.at_s) / over)
+                battery = min(battery, begin - (begin - level) * sag)
                 self.battery = battery
         self.seq += 1
         rain = round(min(self.rain_acc, 500.0), 1)
         self.rain_acc = 0.0
+        depth_cm = round(min(max(shown, 0.0), 500.0), 1)
+        self.seen_depth, self.seen_rain = depth_cm, rain
         return {
             "ts": ts_ms,
             "seq": self.seq,
-            "depth_cm": round(min(max(shown, 0.0), 500.0), 1),
+            "depth_cm": depth_cm,
             "rain_mm": rain,
             "battery": round(battery, 1),
             "rssi": round(min(self.rssi_base - (3.0 if self.wet else 0.0) + rng.gauss(0, 2), -30)),
@@ -127,3 +149,4 @@ class WaterSim:
 
     def battery_replaced(self) -> None:
         self.battery = 99.0
+        self.sag_from.clear()

@@ -4,7 +4,8 @@ Why not aiomqtt or paho for load: measured on this 2-core machine against a loca
 aiomqtt process peaks near 7,000 QoS 1 msg/s and one paho connection near 7,600 (their per-message
 Python bookkeeping, not the socket, is the limit), so 30,000 would need more cores than the machine
 has once the broker takes its share. Pre-encoded packets written in batches on an asyncio protocol
-reach ~125,000 msg/s with every PUBACK counted. See docs/decisions/simulator-load-publisher.md.
+reach ~125,000 msg/s with every PUBACK counted. See docs/decisions/simulator.md
+("Publishing: aiomqtt; load: a bare MQTT 3.1.1 publisher").
 """
 
 from __future__ import annotations

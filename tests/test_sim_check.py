@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ SCOPE = {"L-1", "L-2", "C-1"}
 
 
 def _alert(rule: str, device: str, state: str = "active") -> dict[str, Any]:
+    # Raised in the future of any run that checks it: `--check` counts only its own run's alerts.
     return {
         "id": f"{rule}:{device}",
         "rule": rule,
@@ -31,8 +33,8 @@ def _alert(rule: str, device: str, state: str = "active") -> dict[str, Any]:
         "severity": "major",
         "state": state,
         "message": "",
-        "raised_at": "2026-07-15T22:10:00+08:00",
-        "updated_at": "2026-07-15T22:10:00+08:00",
+        "raised_at": "2099-07-15T22:10:00+08:00",
+        "updated_at": "2099-07-15T22:10:00+08:00",
     }
 
 
@@ -74,7 +76,7 @@ async def test_run_check_polls_until_alerts_arrive() -> None:
     )  # fmt: skip
     assert result.ok
     assert len(calls) == 3
-    assert str(calls[0].url) == "http://svc:8080/api/alerts"
+    assert str(calls[0].url) == "http://svc:8080/api/alerts?limit=1000"
 
 
 async def test_run_check_gives_up_after_timeout() -> None:
@@ -112,10 +114,17 @@ class _FakeService:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path.split("?")[0] != "/api/alerts":
+                path = self.path.split("?")[0]
+                if path.startswith("/api/alerts/") and path.endswith("/history"):
+                    # The service raised each alert just now (wall time): this run's.
+                    now = datetime.now(UTC).isoformat()
+                    items = [{"action": "raised", "at": now}]
+                elif path == "/api/alerts":
+                    items = outer.items
+                else:
                     self.send_error(404)
                     return
-                body = json.dumps({"items": outer.items}).encode()
+                body = json.dumps({"items": items}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -180,3 +180,31 @@ async def test_demo_fleet_publishes_live(mosquitto: Mosquitto, tmp_path: Path) -
     assert seen["status"] >= 22
     assert seen["telemetry"] > 100  # 22 devices every 0.5 s for 4 s
     assert seen["event"] >= 1  # the lamp failure at 10 simulated minutes (1 s)
+
+
+async def _retained_statuses(port: int, prefix: str = "city/jining") -> dict[str, bytes]:
+    """The retained status messages a fresh subscriber is handed."""
+    got: dict[str, bytes] = {}
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"probe-{time.monotonic_ns()}") as c:
+        await c.subscribe(f"{prefix}/+/+/status", qos=1)
+        messages = c.messages.__aiter__()
+        while True:
+            try:
+                msg = await asyncio.wait_for(messages.__anext__(), 1.0)
+            except TimeoutError:
+                return got
+            if msg.retain:
+                got[str(msg.topic)] = bytes(msg.payload)  # type: ignore[arg-type]
+
+
+async def test_cleanup_clears_the_retained_statuses_a_run_left(mosquitto: Mosquitto) -> None:
+    from streetwatch.cli import main
+
+    fleet = ["--lamps", "12", "--waterlevel", "2", "--duration", "20m", "--seed", "3"]
+    port = ["--port", str(mosquitto.port), "--no-progress"]
+    run = ["simulate", *fleet, *port, "--speed", "max", "--fault", "offline@1m+10m"]
+    assert await asyncio.to_thread(main, run) == 0
+    left = await _retained_statuses(mosquitto.port)
+    assert len(left) == 14
+    assert await asyncio.to_thread(main, ["simulate", *fleet, *port, "--cleanup"]) == 0
+    assert await _retained_statuses(mosquitto.port) == {}

@@ -377,7 +377,10 @@ def test_replay_shift_to_now() -> None:
     assert shifted[0]["ts"] == 1010
     assert shifted[1]["ts"] == "2026-07-15T18:00:01.000+08:00"
     assert shift_payload(b"{nope", 5) == b"{nope"
-    messages = [Message(0, "t", b'"x"'), Message(2000, "t", orjson.dumps({"ts": 7000}))]
+    messages = [
+        Message(0, "a/lamp/x/telemetry", b'"x"'),
+        Message(2000, "a/lamp/x/telemetry", orjson.dumps({"ts": 7000})),
+    ]
     assert recording_base_ms(messages) == 5000
     # 1 h at 60x, replay starting at now: the last reading carries exactly its send time.
     delta = shift_delta_ms(base_ms=0, duration_ms=3_600_000, now_ms=10_000_000, speed=60)
