@@ -43,13 +43,13 @@ def case_figures(alerts: Sequence[Alert], policy: SlaPolicy, now_ms: int) -> dic
                 closed_in_time += 1
         else:
             still_open += 1
+        # Late against either limit, whether or not the SLA sweep has marked it yet.
         late = bool(a.overdue)
-        if not late:
-            # Limits the SLA sweep has not marked yet still count: the figure must not wait for it.
-            if responded is None and response_limit is not None:
-                late = now_ms - start > response_limit
-            if a.state != "closed" and resolution_limit is not None:
-                late = late or now_ms - start > resolution_limit
+        if response_limit is not None:
+            late = late or (responded if responded is not None else now_ms) - start > response_limit
+        if resolution_limit is not None:
+            done = a.closed_at if a.state == "closed" and a.closed_at is not None else now_ms
+            late = late or done - start > resolution_limit
         overdue += late
     return {
         "opened": opened,
