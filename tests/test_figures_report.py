@@ -106,7 +106,7 @@ def play_the_day(clock: Clock, store: AlertStore) -> None:
 
 
 async def test_daily_report_figures_on_a_known_day(setup) -> None:  # type: ignore[no-untyped-def]
-    clock, store, figures, reports = setup
+    clock, store, _figures, reports = setup
     play_the_day(clock, store)
     clock.now = at(8, 0, DAY + dt.timedelta(days=1))
     report = await reports.get(DAY + dt.timedelta(days=1))
@@ -144,7 +144,7 @@ async def test_daily_report_figures_on_a_known_day(setup) -> None:  # type: igno
 
 
 async def test_a_report_asked_for_before_its_time_is_provisional_and_not_kept(setup) -> None:  # type: ignore[no-untyped-def]
-    clock, store, figures, reports = setup
+    clock, store, _figures, reports = setup
     clock.now = at(7, 0, DAY + dt.timedelta(days=1))
     early = await reports.get(DAY + dt.timedelta(days=1))
     assert early["provisional"] is True
@@ -168,7 +168,7 @@ class _Hook(BaseHTTPRequestHandler):
 
 
 async def test_the_morning_job_sends_once(setup) -> None:  # type: ignore[no-untyped-def]
-    clock, store, figures, reports = setup
+    clock, _store, _figures, reports = setup
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _Hook.got.clear()
