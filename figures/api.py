@@ -18,7 +18,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from alerts.config import parse_duration
 from alerts.model import parse_time
@@ -64,8 +64,34 @@ def _step(text: str | None) -> float | None:
     return step
 
 
+# The page's own files and the vendored chart library (package data, served as they are).
+STATIC_TYPES = {
+    "figures.js": "text/javascript; charset=utf-8",
+    "figures.css": "text/css; charset=utf-8",
+    "uPlot.iife.min.js": "text/javascript; charset=utf-8",
+    "uPlot.min.css": "text/css; charset=utf-8",
+}
+
+
+def _static(name: str) -> bytes:
+    from importlib import resources
+
+    return resources.files("figures").joinpath(f"static/{name}").read_bytes()
+
+
 def build_router(figures: Figures, reports: DailyReports | None) -> APIRouter:
     router = APIRouter()
+    files = {name: _static(name) for name in STATIC_TYPES}
+
+    @router.get("/static/figures/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        if name not in files:
+            raise HTTPException(404, "no such file")
+        return Response(
+            files[name],
+            media_type=STATIC_TYPES[name],
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        )
 
     async def guarded(coro: Any) -> Any:
         try:

@@ -34,8 +34,9 @@ def control_centre_page() -> tuple[bytes, dict[str, str]]:
     csp = "; ".join(
         [
             "default-src 'none'",
-            f"script-src {' '.join(hashes['script'])}",
-            f"style-src {' '.join(hashes['style'])}",
+            # 'self': the figures' script and style files and the vendored chart library.
+            f"script-src 'self' {' '.join(hashes['script'])}",
+            f"style-src 'self' {' '.join(hashes['style'])}",
             "connect-src 'self'",
             "img-src 'self' data:",
             "base-uri 'none'",

@@ -36,10 +36,17 @@ class LiveApp:
     Stopping closes the alert lifecycle first (its hub ends every SSE stream) and the HTTP server
     after, as the service does; `stop()` returns how long that took."""
 
-    def __init__(self, data_dir: Path, *, token: str | None = "t", port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        token: str | None = "t",
+        port: int | None = None,
+        registry_csv: str = REGISTRY,
+    ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         registry = data_dir / "registry.csv"
-        registry.write_text(REGISTRY, encoding="utf-8")
+        registry.write_text(registry_csv, encoding="utf-8")
         self.port = port or free_port()
         settings = load_settings(
             overrides={
