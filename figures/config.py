@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -26,6 +27,16 @@ class FiguresConfig(_Section):
     hold_intervals: float = Field(3.0, gt=0)
     # Most points one /api/series answer carries (the step is widened to stay under it).
     max_points: int = Field(2000, ge=10, le=100_000)
+    # Lamp-time before this instant is not counted in the lighting rate (e.g. when the system was
+    # commissioned: nobody watched the lamps before it, so that time is neither lit nor dark).
+    not_before: dt.datetime | None = None
+
+    @field_validator("not_before")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a time zone offset, e.g. 2026-07-01T00:00:00+08:00")
+        return value
 
     @field_validator("targets")
     @classmethod

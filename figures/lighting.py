@@ -90,8 +90,10 @@ def judge_lamps(
     date: dt.date,
     hold_intervals: float,
     until_ms: int | None = None,
+    not_before_ms: int | None = None,
 ) -> list[LampNight]:
-    """Each registered lamp's night, judged by lamp_dark; `until_ms` cuts a night still running."""
+    """Each registered lamp's night, judged by lamp_dark; `until_ms` cuts a night still running,
+    `not_before_ms` its beginning (time before it is not counted at all)."""
     out: list[LampNight] = []
     base = rules.lamp_dark
     for lamp in lamps:
@@ -99,6 +101,8 @@ def judge_lamps(
         assert isinstance(spec, ScheduleRule)
         judge = LitJudge(spec, lamp.rated_w, sun)
         start, end = night_of(sun, date, spec)
+        if not_before_ms is not None:
+            start = min(end, max(start, not_before_ms))
         if until_ms is not None:
             end = max(start, min(end, until_ms))
         readings = [

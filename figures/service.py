@@ -132,6 +132,9 @@ class Figures:
             date,
             self.config.hold_intervals,
             until_ms=until,
+            not_before_ms=(
+                int(self.config.not_before.timestamp() * 1000) if self.config.not_before else None
+            ),
         )
         body = summarise(nights, self.config.targets)
         to = base[1] if until is None else min(base[1], until)

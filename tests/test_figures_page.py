@@ -172,6 +172,21 @@ def test_header_map_panel_live_alert_and_screenshots(
             "data-alert", "major", timeout=2000
         )
         print(f"new alert on the map after {(time.monotonic() - t1) * 1000:.0f} ms")
+        # A cabinet's outage marks every lamp on it.
+        app.raise_alert(
+            rule="cabinet_outage",
+            device="C-HX",
+            kind="cabinet",
+            severity="critical",
+            level=None,
+            value=8.0,
+        )
+        expect(page.locator('#map circle[data-device="HX-05"]')).to_have_attribute(
+            "data-alert", "critical", timeout=2000
+        )
+        expect(page.locator('#map circle[data-device="GH-05"]')).not_to_have_attribute(
+            "data-alert", "critical"
+        )
 
         out = artifacts_dir(tmp_path)
         page.screenshot(path=str(out / "control-centre-1920x1080.png"), full_page=True)

@@ -154,9 +154,11 @@
       if (!d.online) cls.push("offline");
     } else if (!d.online) cls.push("offline");
     else cls.push(d.lit === false ? "dark" : d.lit === true ? "lit" : "offline");
-    const open = openAlerts.get(id);
-    if (open && open.size) {
-      const worst = [...open.values()].sort((a, b) => (SEV_RANK[a] ?? 9) - (SEV_RANK[b] ?? 9))[0];
+    // Its own alerts, and for a lamp its cabinet's (a cabinet_outage is raised on the cabinet).
+    const sevs = [...(openAlerts.get(id)?.values() || [])];
+    if (d.kind === "lamp" && d.cabinet) sevs.push(...(openAlerts.get(`cabinet:${d.cabinet}`)?.values() || []));
+    if (sevs.length) {
+      const worst = sevs.sort((a, b) => (SEV_RANK[a] ?? 9) - (SEV_RANK[b] ?? 9))[0];
       cls.push("alert", `sev-${worst}`);
       c.dataset.alert = worst;
     } else {
@@ -190,10 +192,14 @@
   // Every alert change from the page's live feed (the alert list dispatches `sw:alert`).
   function onAlert(a, live = true) {
     if (!a || !a.device) return;
-    if (!openAlerts.has(a.device)) openAlerts.set(a.device, new Map());
-    const m = openAlerts.get(a.device);
+    const key = a.kind === "cabinet" ? `cabinet:${a.device}` : a.device;
+    if (!openAlerts.has(key)) openAlerts.set(key, new Map());
+    const m = openAlerts.get(key);
     if (a.state === "closed") m.delete(a.id); else m.set(a.id, a.severity);
-    if (live) {
+    if (!live) return;
+    if (a.kind === "cabinet") {
+      for (const d of devices.values()) if (d.cabinet === a.device) paint(d.device);
+    } else {
       paint(a.device);
       if (selected === a.device) showAlerts(a.device);
     }
