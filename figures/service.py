@@ -3,6 +3,7 @@ and chart series, computed from the point store (through a `PointReader`) and th
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import math
 import time
@@ -44,6 +45,7 @@ SERIES_FIELDS: dict[str, tuple[str, ...]] = {
 }
 TREND_WINDOW_MS = 10 * 60_000
 FLOOD_LOOKBACK_MS = 6 * 3_600_000
+TONIGHT_CACHE_MS = 20_000
 
 
 def wall_ms() -> int:
@@ -73,6 +75,8 @@ class Figures:
         self.sun = SunTimes(settings.location)
         self.policy = SlaPolicy.from_config(settings.alerts.sla)
         self.clock = clock
+        self._tonight: tuple[int, dict[str, Any]] | None = None
+        self._tonight_lock = asyncio.Lock()
 
     async def aclose(self) -> None:
         await self.reader.aclose()
@@ -106,6 +110,23 @@ class Figures:
         return out
 
     async def lighting(self, date: dt.date | None = None) -> dict[str, Any]:
+        if date is not None:
+            return await self._lighting(date)
+        # Tonight so far: every open page asks every half minute; a city's night takes about a
+        # second to judge, so one answer serves everyone for TONIGHT_CACHE_MS.
+        now = self.clock()
+        cached = self._tonight
+        if cached is not None and 0 <= now - cached[0] < TONIGHT_CACHE_MS:
+            return cached[1]
+        async with self._tonight_lock:
+            cached = self._tonight
+            if cached is not None and 0 <= self.clock() - cached[0] < TONIGHT_CACHE_MS:
+                return cached[1]
+            result = await self._lighting(None)
+            self._tonight = (now, result)
+            return result
+
+    async def _lighting(self, date: dt.date | None) -> dict[str, Any]:
         now = self.clock()
         until: int | None = None
         if date is None:
