@@ -94,7 +94,7 @@ async def test_a_refusal_is_a_store_read_error(server: str) -> None:
     _Influx2.status = 401
     reader = InfluxV2Reader(InfluxConfig(url=server, api="v2", org="o", bucket="sw", token="bad"))
     try:
-        with pytest.raises(StoreReadError, match="401|unauthorized"):
+        with pytest.raises(StoreReadError, match=r"401|unauthorized"):
             await reader.points("lamp", ("on",), 0, 1000)
     finally:
         await reader.aclose()
