@@ -33,9 +33,12 @@ def parse_date(text: str | None) -> dt.date | None:
     if text is None or text == "":
         return None
     try:
-        return dt.date.fromisoformat(text.strip())
+        date = dt.date.fromisoformat(text.strip())
     except ValueError:
         raise HTTPException(400, f"date must be YYYY-MM-DD, got {text[:40]!r}") from None
+    if not 1970 <= date.year <= 2200:  # beyond it the night's sunrise may not be a datetime
+        raise HTTPException(400, "date must be between 1970 and 2200")
+    return date
 
 
 def _time(name: str, text: str | None) -> int | None:

@@ -294,9 +294,10 @@ def test_lighting_rate_is_exact_and_the_same_from_influxdb_and_sqlite(
             f"http://127.0.0.1:{services[0].http_port}/api/series", params=bad, timeout=10
         )
         assert resp.status_code == 400 and resp.json()["detail"], bad
-    resp = httpx.get(
-        f"http://127.0.0.1:{services[0].http_port}/api/kpi/lighting",
-        params={"date": "2026-02-30"},
-        timeout=10,
-    )
-    assert resp.status_code == 400
+    for date in ("2026-02-30", "9999-12-31", "0001-01-01", "yesterday"):
+        resp = httpx.get(
+            f"http://127.0.0.1:{services[0].http_port}/api/kpi/lighting",
+            params={"date": date},
+            timeout=10,
+        )
+        assert resp.status_code == 400, date
