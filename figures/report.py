@@ -16,6 +16,7 @@ import logging
 import sqlite3
 import threading
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -39,10 +40,26 @@ CREATE TABLE IF NOT EXISTS daily_reports (
 
 
 class DailyReports:
-    def __init__(self, figures: Figures, config: ReportsConfig, path: Path) -> None:
+    def __init__(
+        self,
+        figures: Figures,
+        config: ReportsConfig,
+        path: Path,
+        *,
+        store_caught_up: Callable[[], bool] = lambda: True,
+    ) -> None:
+        """Args:
+        figures: where the numbers come from.
+        config: the `reports` section.
+        path: the SQLite file reports are kept in.
+        store_caught_up: False while the point store is behind (a backlog still in the spool, the
+            store failing): a report made then is provisional and not kept, and the morning job
+            tries again every quarter hour until noon.
+        """
         self.figures = figures
         self.config = config
         self.path = path
+        self.store_caught_up = store_caught_up
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._making = asyncio.Lock()
@@ -114,7 +131,11 @@ class DailyReports:
         return {
             "date": date.isoformat(),
             "made_at": rfc3339(now),
-            "provisional": now < self.due_at(date) or not lighting.get("complete", True),
+            "provisional": (
+                now < self.due_at(date)
+                or not lighting.get("complete", True)
+                or not self.store_caught_up()
+            ),
             "night": {
                 "date": lighting["date"],
                 "from": lighting["from"],
@@ -224,11 +245,13 @@ class DailyReports:
 
         hours, minutes = (int(x) for x in self.config.daily_at.split(":"))
         self.scheduler = AsyncIOScheduler(timezone=self.figures.settings.location.timezone)
+        # At daily_at, then every quarter hour until noon: the job is idempotent (kept once, sent
+        # once), and a report that could not be kept yet (store behind) is made again.
         self.scheduler.add_job(
             self._job,
             "cron",
-            hour=hours,
-            minute=minutes,
+            hour=f"{hours}-{max(hours, 11)}",
+            minute=f"{minutes % 15}-59/15",
             id="daily-report",
             name="daily report",
             max_instances=1,

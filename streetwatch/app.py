@@ -113,7 +113,13 @@ class Service:
         self.figures = Figures(self.settings, self.registry)
         if self.settings.reports.enabled:
             self.reports = DailyReports(
-                self.figures, self.settings.reports, self.settings.data_dir / "reports.sqlite"
+                self.figures,
+                self.settings.reports,
+                self.settings.data_dir / "reports.sqlite",
+                # A report is kept only once what was acknowledged overnight is in the store.
+                store_caught_up=lambda: (
+                    not self.writer.failing and self.spool.pending_bytes < 4 * 1024 * 1024
+                ),
             )
         self.http_app.include_router(build_router(self.figures, self.reports))
 

@@ -182,3 +182,17 @@ async def test_the_morning_job_sends_once(setup) -> None:  # type: ignore[no-unt
         server.shutdown()
     assert len(_Hook.got) == 1
     assert "亮灯率" in orjson.loads(_Hook.got[0])["message"]
+
+
+async def test_a_report_made_while_the_store_is_behind_is_not_kept(setup) -> None:  # type: ignore[no-untyped-def]
+    clock, store, _figures, reports = setup
+    play_the_day(clock, store)
+    clock.now = at(8, 0, DAY + dt.timedelta(days=1))
+    behind = True
+    reports.store_caught_up = lambda: not behind
+    early = await reports.get(DAY + dt.timedelta(days=1))
+    assert early["provisional"] is True and reports.stored(DAY + dt.timedelta(days=1)) is None
+    behind = False
+    clock.now = at(8, 15, DAY + dt.timedelta(days=1))
+    kept = await reports.get(DAY + dt.timedelta(days=1))
+    assert kept["provisional"] is False and reports.stored(DAY + dt.timedelta(days=1)) == kept
