@@ -15,8 +15,8 @@ import itertools
 import logging
 import sqlite3
 import threading
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
