@@ -384,7 +384,8 @@
   safe(loadFlood)();
   safe(async () => { await loadDevices(true); await loadOpenAlerts(); })();
   setInterval(safe(loadOverview), 30000);
-  setInterval(safe(() => loadDevices(false)), 30000);
+  // The live feed brings every change; this catches what a reconnect's snapshot dropped silently.
+  setInterval(safe(async () => { await loadDevices(false); await loadOpenAlerts(); }), 30000);
   setInterval(safe(loadFlood), 60000);
   setInterval(safe(loadLighting), 120000);
   window.addEventListener("resize", () => { if (devices.size) drawMap([...devices.values()]); });
