@@ -128,10 +128,11 @@ class Figures:
 
     async def _lighting(self, date: dt.date | None) -> dict[str, Any]:
         now = self.clock()
-        until: int | None = None
         if date is None:
             date = self.current_night(now)
-            until = now
+        # A night not over yet (tonight, or one asked for ahead) counts only up to now: time still
+        # to come is neither lit nor dark.
+        until: int | None = now
         base = night_of(self.sun, date, self.settings.rules.lamp_dark)
         lamps = self.registry.by_kind("lamp")
         longest_hold = max(

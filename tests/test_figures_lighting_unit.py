@@ -51,3 +51,30 @@ def test_lamp_darks_judgement_counts_a_lamp_drawing_too_little_as_dark() -> None
     half = (start + end) // 2
     cut = judge_lamps(lamps, points, {}, rules, sun, date, 3.0, not_before_ms=half)
     assert cut[0].should_ms == end - half and cut[0].lit_ms == end - half
+
+
+async def test_a_night_not_over_counts_only_up_to_now(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from devices.registry import Registry
+    from figures.service import Figures
+    from streetwatch.config import load_settings
+
+    settings = load_settings(
+        overrides={"storage": {"backend": "sqlite", "data_dir": str(tmp_path)}}, env={}
+    )
+    sun = SunTimes(settings.location)
+    date = dt.date(2026, 7, 1)
+    start, end = night_of(sun, date, settings.rules.lamp_dark)
+    now = {"ms": (start + end) // 2}
+    lamp = Device("L1", "lamp", road="R", road_class="main", rated_w=150)
+    figures = Figures(settings, Registry([lamp]), clock=lambda: now["ms"])
+    try:
+        half = await figures.lighting(date)
+        assert half["complete"] is False and half["by_road"][0]["should_hours"] == round(
+            (now["ms"] - start) / 3_600_000, 2
+        )
+        ahead = await figures.lighting(date + dt.timedelta(days=3))
+        assert ahead["overall"]["rate"] is None and ahead["overall"]["should_hours"] == 0
+        now["ms"] = end + 1
+        assert (await figures.lighting(date))["complete"] is True
+    finally:
+        await figures.aclose()
