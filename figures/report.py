@@ -155,7 +155,7 @@ class DailyReports:
         got = await figures.reader.points("waterlevel", ("depth_cm",), start, end)
         out: list[dict[str, Any]] = []
         for d in figures.registry.by_kind("waterlevel"):
-            levels = figures._levels(d)
+            levels = figures.levels_of(d)
             rows = [
                 (ts, float(r["depth_cm"]))
                 for ts, r in got.get(d.device_id, [])

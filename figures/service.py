@@ -214,7 +214,7 @@ class Figures:
 
     # ---- flood board ------------------------------------------------------------------------
 
-    def _levels(self, d: Device) -> list[float]:
+    def levels_of(self, d: Device) -> list[float]:
         spec = resolve_rule(self.settings.rules.water_level, d.road_class, d.device_id)
         assert isinstance(spec, LevelsRule)
         return sorted(level.at for level in spec.levels)
@@ -226,7 +226,7 @@ class Figures:
         )
         board = []
         for d in self.registry.by_kind("waterlevel"):
-            levels = self._levels(d)
+            levels = self.levels_of(d)
             rows = [
                 (ts, r) for ts, r in points.get(d.device_id, []) if r.get("depth_cm") is not None
             ]
@@ -356,7 +356,7 @@ class Figures:
             if d.kind == "waterlevel" and d.device_id in water:
                 depth = _float(water[d.device_id][1].get("depth_cm"))
                 item["depth_cm"] = depth
-                levels = self._levels(d)
+                levels = self.levels_of(d)
                 item["level"] = sum(1 for at in levels if depth is not None and depth >= at)
             items.append(item)
         return {"at": rfc3339(now), "items": items}
