@@ -135,16 +135,13 @@ def summarise(nights: Sequence[LampNight], targets: dict[str, float]) -> dict[st
     """The §7 body (without date/from/to): overall, by_road, by_class."""
 
     def entry(group: Sequence[LampNight], target: float | None) -> dict[str, Any]:
-        lit = sum(n.lit_ms for n in group)
-        should = sum(n.should_ms for n in group)
-        r = rate(lit, should)
+        # Exactly the contract's keys (§7); the lamp-hours behind the rate go in `overall` only.
+        r = rate(sum(n.lit_ms for n in group), sum(n.should_ms for n in group))
         return {
             "lamps": len(group),
             "rate": r,
             "target": target,
             "ok": None if r is None or target is None else r >= target,
-            "lit_hours": round(lit / 3_600_000, 2),
-            "should_hours": round(should / 3_600_000, 2),
         }
 
     by_road: dict[tuple[str, str | None], list[LampNight]] = {}
@@ -164,5 +161,9 @@ def summarise(nights: Sequence[LampNight], targets: dict[str, float]) -> dict[st
         for c in ROAD_CLASSES
         if c in by_class
     ]
+    # The whole city against the laxest target that applies; each road and class has its own.
     overall_target = min((targets[c] for c in by_class if c in targets), default=None)
-    return {"overall": entry(nights, overall_target), "by_road": roads, "by_class": classes}
+    overall = entry(nights, overall_target)
+    overall["lit_hours"] = round(sum(n.lit_ms for n in nights) / 3_600_000, 2)
+    overall["should_hours"] = round(sum(n.should_ms for n in nights) / 3_600_000, 2)
+    return {"overall": overall, "by_road": roads, "by_class": classes}

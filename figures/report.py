@@ -133,7 +133,7 @@ class DailyReports:
             "made_at": rfc3339(now),
             "provisional": (
                 now < self.due_at(date)
-                or not lighting.get("complete", True)
+                or not lighting["overall"]["complete"]
                 or not self.store_caught_up()
             ),
             "night": {

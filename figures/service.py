@@ -160,13 +160,9 @@ class Figures:
         )
         body = summarise(nights, self.config.targets)
         to = base[1] if until is None else min(base[1], until)
-        return {
-            "date": date.isoformat(),
-            "from": rfc3339(base[0]),
-            "to": rfc3339(to),
-            "complete": until is None or until >= base[1],
-            **body,
-        }
+        # Whether the night is over: in `overall`, so the top level is exactly the contract's.
+        body["overall"]["complete"] = until is None or until >= base[1]
+        return {"date": date.isoformat(), "from": rfc3339(base[0]), "to": rfc3339(to), **body}
 
     # ---- online rate ------------------------------------------------------------------------
 

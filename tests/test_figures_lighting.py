@@ -256,6 +256,15 @@ def test_lighting_rate_is_exact_and_the_same_from_influxdb_and_sqlite(
         classes = {c["road_class"]: c for c in body["by_class"]}  # type: ignore[attr-defined]
         assert classes["main"]["rate"] == got_a
         assert body["date"] == scene.date.isoformat()
+        # Exactly the contract's shape (§7).
+        assert set(body) == {"date", "from", "to", "overall", "by_road", "by_class"}
+        assert all(
+            set(r) == {"road", "road_class", "lamps", "rate", "target", "ok"}
+            for r in body["by_road"]
+        )  # type: ignore[attr-defined]
+        assert all(
+            set(c) == {"road_class", "lamps", "rate", "target", "ok"} for c in body["by_class"]
+        )  # type: ignore[attr-defined]
         results.append(body)
     strip = [{k: v for k, v in b.items() if k not in ("overall",)} for b in results]
     assert strip[0] == strip[1]

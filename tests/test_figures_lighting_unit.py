@@ -69,12 +69,12 @@ async def test_a_night_not_over_counts_only_up_to_now(tmp_path) -> None:  # type
     figures = Figures(settings, Registry([lamp]), clock=lambda: now["ms"])
     try:
         half = await figures.lighting(date)
-        assert half["complete"] is False and half["by_road"][0]["should_hours"] == round(
+        assert half["overall"]["complete"] is False and half["overall"]["should_hours"] == round(
             (now["ms"] - start) / 3_600_000, 2
         )
         ahead = await figures.lighting(date + dt.timedelta(days=3))
         assert ahead["overall"]["rate"] is None and ahead["overall"]["should_hours"] == 0
         now["ms"] = end + 1
-        assert (await figures.lighting(date))["complete"] is True
+        assert (await figures.lighting(date))["overall"]["complete"] is True
     finally:
         await figures.aclose()
