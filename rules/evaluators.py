@@ -36,7 +36,7 @@ from rules.latch import (
     Env,
     Latch,
 )
-from rules.schedule import DimmingPlan
+from rules.lit import LitJudge
 from rules.signals import Condition, Severity
 
 # How the crew reads a field name.
@@ -210,36 +210,26 @@ class BandCheck(Evaluator):
 class ScheduleCheck(Evaluator):
     """Lamp on/off must follow sunset/sunrise (and its road's dimming plan)."""
 
-    __slots__ = ("dark_ratio", "during_night", "expect_on", "plan", "rated", "rise_ms", "set_ms")
+    __slots__ = ("during_night", "expect_on", "judge_lit")
 
     def __init__(self, rule_id: str, spec: ScheduleRule, dev: DeviceInfo, env: Env) -> None:
         super().__init__(rule_id, spec, dev, env)
         self.expect_on = spec.expect == "on"
         self.during_night = spec.during == "night"
-        self.set_ms = int(spec.sunset_offset_s * 1000)
-        self.rise_ms = int(spec.sunrise_offset_s * 1000)
-        self.dark_ratio = spec.dark_ratio
-        rated = dev.registry_value("rated_w")
-        self.rated: float | None = float(rated) if rated else None
-        self.plan = DimmingPlan(spec.dimming)
+        # The same judgement the lighting rate (figures) counts lit lamp-time with.
+        self.judge_lit = LitJudge(spec, dev.registry_value("rated_w"), env.sun)
 
     def reading(self, data: Any, ts: int) -> None:
         on = getattr(data, "on", None)
         if on is None:
             return
-        night = self.env.sun.is_night(ts, self.set_ms, self.rise_ms)
+        night = self.judge_lit.is_night(ts)
         power = getattr(data, "power", None)
         value = float(power) if power is not None else float(on)
         if night != self.during_night:
             self.judge(SKIP, ts, None)
             return
-        if self.expect_on:
-            bad = not on
-            if not bad and power is not None and self.rated is not None:
-                dim = self.plan.dim_at(self.env.sun.minute_of_day(ts)) if self.plan else 100.0
-                bad = power < self.dark_ratio * self.rated * dim / 100.0
-        else:
-            bad = bool(on)
+        bad = not self.judge_lit.lit(bool(on), power, ts) if self.expect_on else bool(on)
         self.judge(BAD if bad else GOOD, ts, value)
 
     def describe(self, active: bool) -> str:

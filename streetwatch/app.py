@@ -101,6 +101,10 @@ class Service:
                 )
                 sinks.append(self.engine)
                 self.metrics.registry.register(_EngineCollector(self.engine))
+        self.figures: Any = None
+        self.reports: Any = None
+        if settings.figures.enabled:
+            self._mount_figures()
         self.decoder = Decoder(settings.mqtt.topic_prefix, settings.mqtt.max_payload_bytes)
         self.pipeline = Pipeline(
             self.decoder, self.registry, self.spool, self.deadletter, self.metrics, sinks
@@ -110,6 +114,24 @@ class Service:
         self._http: uvicorn.Server | None = None
         self._state_write: asyncio.Future[None] | None = None  # the rule-state save in flight
         self.started = time.time()
+
+    def _mount_figures(self) -> None:
+        from figures.api import build_router
+        from figures.report import DailyReports
+        from figures.service import Figures
+
+        self.figures = Figures(self.settings, self.registry)
+        if self.settings.reports.enabled:
+            self.reports = DailyReports(
+                self.figures,
+                self.settings.reports,
+                self.settings.data_dir / "reports.sqlite",
+                # A report is kept only once what was acknowledged overnight is in the store.
+                store_caught_up=lambda: (
+                    not self.writer.failing and self.spool.pending_bytes < 4 * 1024 * 1024
+                ),
+            )
+        self.http_app.include_router(build_router(self.figures, self.reports))
 
     def health(self) -> dict[str, Any]:
         mqtt_up = self.receiver.connected.is_set()
@@ -140,6 +162,8 @@ class Service:
                 # disagree. Whichever heard last wins; a restart never clears an alert.
                 self.alerting.resume(self.engine)
             self._spawn(self._tick_loop(), "rules-tick")
+        if self.reports is not None:
+            self.reports.start()
         http = self.settings.http
         if http.enabled:
             config = uvicorn.Config(
@@ -227,6 +251,12 @@ class Service:
             await asyncio.gather(
                 *(t for t in self._tasks if t.get_name() == "http"), return_exceptions=True
             )
+        if self.reports is not None:
+            with contextlib.suppress(Exception):
+                self.reports.close()
+        if self.figures is not None:
+            with contextlib.suppress(Exception):
+                await self.figures.aclose()
         self.deadletter.close()
 
 

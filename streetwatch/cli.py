@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     from simulator.cli import register as register_simulator
 
     register_simulator(sub)
+    from figures.cli import register as register_reports
+
+    register_reports(sub)
     return parser
 
 

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from alerts.config import AlertsConfig
 from devices.location import LocationConfig
+from figures.config import FiguresConfig, ReportsConfig
 from rules.config import RulesConfig
 from streetwatch.errors import ConfigError
 
@@ -163,6 +164,8 @@ class Settings(BaseSettings):
     rules: RulesConfig = RulesConfig()
     alerts: AlertsConfig = AlertsConfig()
     log: LogConfig = LogConfig()
+    figures: FiguresConfig = FiguresConfig()
+    reports: ReportsConfig = ReportsConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,8 @@ async def run_demo(args: argparse.Namespace, config_path: str | None) -> int:
             # ordering slack must stay well below three of them, or sensors that report a moment
             # after the first lamp would look "offline" from the start.
             "rules": {"clock": {"delay_s": min(10.0, 300.0 / args.speed)}},
+            # The lighting rate counts from the demo's start: nobody watched the night before it.
+            "figures": {"not_before": datetime.now(UTC).isoformat()},
         },
     )
     broker = await _start_broker(host, mqtt_port)

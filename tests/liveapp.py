@@ -44,10 +44,11 @@ class LiveApp:
         port: int | None = None,
         http: dict[str, Any] | None = None,
         alerts: dict[str, Any] | None = None,
+        registry_csv: str = REGISTRY,
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         registry = data_dir / "registry.csv"
-        registry.write_text(REGISTRY, encoding="utf-8")
+        registry.write_text(registry_csv, encoding="utf-8")
         self.port = port or free_port()
         settings = load_settings(
             overrides={
