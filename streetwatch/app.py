@@ -72,6 +72,7 @@ class Service:
         self.http_app = create_app(self.metrics.registry, self.health)
         sinks: list[ObservationSink] = []
         self.alerting: Any = None
+        self.notifier: Any = None  # crew notices (notify/), wired with the alerts
         self.engine: Any = None
         if settings.alerts.enabled:
             from alerts.service import Alerting
@@ -80,6 +81,15 @@ class Service:
             self.http_app.include_router(self.alerting.router)
             self.http_app.include_router(self.alerting.stream_router)
             self.metrics.registry.register(self.alerting.collector)
+            from notify.errors import NotifyConfigError
+            from notify.service import Notifier
+
+            try:
+                self.notifier = Notifier(settings, self.registry, self.alerting)
+            except NotifyConfigError as exc:
+                raise ConfigError(str(exc)) from exc
+            self.http_app.include_router(self.notifier.page_router)
+            self.metrics.registry.register(self.notifier.collector)
             if settings.rules.enabled:
                 from rules.engine import RuleEngine
 
@@ -130,6 +140,8 @@ class Service:
                 # disagree. The engine's restored view of what is open wins.
                 self.alerting.reconcile(self.engine.open_conditions(), self.engine.watermark_ms)
             self._spawn(self._tick_loop(), "rules-tick")
+        if self.notifier is not None:
+            await self.notifier.start()
         http = self.settings.http
         if http.enabled:
             config = uvicorn.Config(
@@ -202,6 +214,9 @@ class Service:
                 self.engine.save_state()
             with contextlib.suppress(Exception):
                 self.engine.close()
+        if self.notifier is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.notifier.aclose(), timeout=2.0)
         if self.alerting is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.alerting.aclose(), timeout=2.0)

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from alerts.config import AlertsConfig
 from devices.location import LocationConfig
+from notify.config import NotifyConfig
 from rules.config import RulesConfig
 from streetwatch.errors import ConfigError
 
@@ -142,6 +143,7 @@ class Settings(BaseSettings):
     location: LocationConfig = LocationConfig()
     rules: RulesConfig = RulesConfig()
     alerts: AlertsConfig = AlertsConfig()
+    notify: NotifyConfig = NotifyConfig()
     log: LogConfig = LogConfig()
 
     @classmethod
