@@ -28,7 +28,7 @@ def send_now(url: str, title: str, body: str) -> str | None:
     target = apprise.Apprise()
     if not target.add(url):
         return "not a valid apprise URL"
-    with apprise.LogCapture(level=logging.WARNING) as captured:
+    with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
         try:
             ok = target.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT)
         except Exception as exc:  # a plugin's bug must not kill the worker

