@@ -121,7 +121,7 @@ def test_altered_expired_and_foreign_links_are_refused(
     alert = live.raise_alert(rule="lamp_dark", device="L-GHL-014", kind="lamp", at=wall_ms())
     other = live.raise_alert(rule="lamp_dark", device="L-GHL-015", kind="lamp", at=wall_ms())
     good = link(live, alert.id, "洸河路维修班")
-    expiry, mac = good.split("&t=")[1].split(".", 1)
+    expiry, _mac = good.split("&t=")[1].split(".", 1)
     altered_mac = good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB")
     longer = good.replace(f"&t={expiry}.", f"&t={int(expiry) + 86400}.")
     cases = {
