@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     from simulator.cli import register as register_simulator
 
     register_simulator(sub)
+    from notify.cli import register as register_notify
+
+    register_notify(sub)
     return parser
 
 
@@ -95,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             settings = load_settings(_config_path(args.config))
             print(settings.model_dump_json(indent=2))
+            from notify.coverage import report_coverage
+
+            report_coverage(settings)
             return 0
         handler = getattr(args, "handler", None)
         if handler is not None:
