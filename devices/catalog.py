@@ -153,3 +153,45 @@ def kind_name(kind: str, lang: Language = "zh") -> str:
 def phrase(key: str, lang: Language = "zh", **fields: object) -> str:
     text = PHRASES[key][lang]
     return text.format(**fields) if fields else text
+
+
+# The language of texts built without a request at hand (the API's `rule_name`): set once at start
+# from `notify.language`.
+_default: Language = "zh"
+
+
+def set_language(lang: str) -> None:
+    global _default
+    _default = language(lang)
+
+
+def default_language() -> Language:
+    return _default
+
+
+def standard_message(
+    rule: str,
+    active: bool,
+    *,
+    lang: Language,
+    road: str | None = None,
+    point: str | None = None,
+    device: str = "",
+    value: float | None = None,
+    unit: str = "",
+    level: int | None = None,
+) -> str:
+    """The standard Chinese message of an alert: `运河路 运河路下穿 WL-017：积水超限，2 级，当前 45 cm`.
+
+    (English messages keep the rule engine's own, more detailed wording.)"""
+    where = " ".join(p for p in (road, point, device) if p)
+    name = rule_name(rule, lang)
+    if not active:
+        return f"{where}：{name}已恢复" if lang == "zh" else f"{where}: {name} cleared"
+    parts = [name]
+    if level is not None:
+        parts.append(f"{level} 级" if lang == "zh" else f"level {level}")
+    if value is not None and unit:
+        parts.append(f"当前 {value:g} {unit}" if lang == "zh" else f"now {value:g} {unit}")
+    sep = "，" if lang == "zh" else ", "
+    return f"{where}{'：' if lang == 'zh' else ': '}{sep.join(parts)}"

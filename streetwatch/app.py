@@ -17,6 +17,7 @@ from typing import Any
 
 import uvicorn
 
+from devices.catalog import set_language
 from devices.registry import load_registry
 from ingest.deadletter import DeadLetterLog
 from ingest.decode import Decoder
@@ -73,6 +74,7 @@ class Service:
         sinks: list[ObservationSink] = []
         self.alerting: Any = None
         self.notifier: Any = None  # crew notices (notify/), wired with the alerts
+        set_language(settings.notify.language)  # rule names in the API (devices/catalog)
         self.engine: Any = None
         if settings.alerts.enabled:
             from alerts.service import Alerting
@@ -99,6 +101,7 @@ class Service:
                     self.registry,
                     self.alerting.sink,
                     state_path=data_dir / "rules-state.sqlite",
+                    language=settings.notify.language,
                 )
                 sinks.append(self.engine)
                 self.metrics.registry.register(_EngineCollector(self.engine))
