@@ -114,6 +114,10 @@ PHRASES: dict[str, dict[Language, str]] = {
         "en": "One-tap acknowledge links are switched off.",
     },
     "refuse.missing": {"zh": "没有这条告警。", "en": "There is no such alert."},
+    "refuse.unavailable": {
+        "zh": "服务正在重启，请稍后再试。",
+        "en": "The service is restarting; please try again in a moment.",
+    },
     "channel.down": {
         "zh": "班组 {crew} 的通知通道 {channel} 已 {hours:g} 小时发送失败：{error}",
         "en": "Crew {crew}: notice channel {channel} has failed for {hours:g} h: {error}",

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
-from alerts.errors import AlertNotFound, InvalidTransition
+from alerts.errors import AlertError, AlertNotFound, InvalidTransition
 from alerts.model import Alert, Change
 from devices.catalog import Language, phrase, rule_name, severity_name, state_name
 from notify import links
@@ -39,7 +39,7 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-STATUS = {"off": 404, "bad": 403, "expired": 410, "missing": 404}
+STATUS = {"off": 404, "bad": 403, "expired": 410, "missing": 404, "unavailable": 503}
 MAX_NOTE = 500
 
 STYLE = """
@@ -70,6 +70,16 @@ def _page(title: str, body: str, status: int = 200, lang: Language = "zh") -> HT
     return HTMLResponse(doc, status_code=status, headers=HEADERS)
 
 
+async def _read_form(request: Request, limit: int = 8192) -> bytes:
+    """At most `limit` bytes of the body: a note is short, a huge body is not read into memory."""
+    data = b""
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) >= limit:
+            return data[:limit]
+    return data
+
+
 def build_page_router(notifier: Notifier) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     lang: Language = notifier.config.language
@@ -77,7 +87,7 @@ def build_page_router(notifier: Notifier) -> APIRouter:
 
     def refuse(reason: str) -> HTMLResponse:
         title = phrase("page.refused", lang)
-        key = "refuse.missing" if reason == "missing" else f"refuse.{reason}"
+        key = f"refuse.{reason}"
         body = f'<div class="card"><h1 class="refused">{_e(title)}</h1><p>{_e(phrase(key, lang))}</p></div>'
         return _page(title, body, STATUS.get(reason, 403), lang)
 
@@ -157,6 +167,8 @@ def build_page_router(notifier: Notifier) -> APIRouter:
             return refuse(exc.reason)
         except AlertNotFound:
             return refuse("missing")
+        except AlertError:  # the store is closed (stopping): try again in a moment
+            return refuse("unavailable")
         title = rule_name(alert.rule, lang)
         return _page(title, render(alert, history, c, t, ""), 200, lang)
 
@@ -166,7 +178,7 @@ def build_page_router(notifier: Notifier) -> APIRouter:
             check(alert_id, c, t)
         except LinkRefused as exc:
             return refuse(exc.reason)
-        raw = (await request.body())[:8192].decode("utf-8", errors="replace")
+        raw = (await _read_form(request)).decode("utf-8", errors="replace")
         note = (parse_qs(raw).get("note") or [""])[0].strip()[:MAX_NOTE] or None
         done = phrase("page.acked", lang)
         status = 200
@@ -177,10 +189,14 @@ def build_page_router(notifier: Notifier) -> APIRouter:
         except InvalidTransition:
             done = ""  # already acknowledged (or further on): the page shows the state
             status = 409
+        except AlertError:
+            return refuse("unavailable")
         try:
             alert, history = await run_in_threadpool(load, alert_id)
         except AlertNotFound:
             return refuse("missing")
+        except AlertError:
+            return refuse("unavailable")
         return _page(rule_name(alert.rule, lang), render(alert, history, c, t, done), status, lang)
 
     return router

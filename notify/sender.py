@@ -9,8 +9,6 @@ import asyncio
 import logging
 from typing import Protocol
 
-import apprise
-
 log = logging.getLogger("streetwatch.notify")
 
 
@@ -20,11 +18,15 @@ class Sender(Protocol):
 
 
 def valid_url(url: str) -> bool:
+    import apprise  # ~70 ms: only when a URL is configured
+
     return apprise.Apprise.instantiate(url, suppress_exceptions=True) is not None
 
 
 def send_now(url: str, title: str, body: str) -> str | None:
     """Blocking send (for the CLI and the worker thread)."""
+    import apprise
+
     target = apprise.Apprise()
     if not target.add(url):
         return "not a valid apprise URL"

@@ -199,10 +199,13 @@ class Notifier:
                 on_down=self._channel_down,
                 on_up=self._channel_up,
             )
+            # A channel reported down before a restart stays down until a send works again.
+            worker.down = self.store.find_open(CHANNEL_RULE, f"notify-{target.channel}") is not None
             self.workers[(target.crew, target.channel)] = worker
             self._tasks.append(
                 asyncio.create_task(worker.run(), name=f"notify {target.crew}/{target.channel}")
             )
+        self._tasks.append(asyncio.create_task(self._purge_daily(), name="notify purge"))
         orphans = {k for k in self.outbox.stats() if k not in self.workers}
         for crew, channel in sorted(orphans):
             log.warning(
@@ -210,6 +213,14 @@ class Notifier:
                 crew,
                 channel,
             )
+
+    async def _purge_daily(self) -> None:
+        while True:
+            await asyncio.sleep(86_400)
+            try:
+                self.outbox.purge(wall_ms() - int(self.config.keep_days * 86_400_000))
+            except Exception:
+                log.exception("notice outbox purge failed")
 
     async def aclose(self) -> None:
         for task in self._tasks:

@@ -165,8 +165,18 @@ def test_a_channel_that_stays_down_is_given_up_and_raises_an_alert(tmp_path: Pat
             rx.wait(lambda got: any("通知通道不通" in n["title"] for n in got), 30)
             down = [a for a in live.store.open_alerts() if a.rule == "notify_channel_down"]
             rows = live.service.notifier.outbox.all_rows()
-    assert len(down) == 1 and "dead" in down[0].message
-    assert [r["state"] for r in rows if r["crew"] == "dead"] == ["given_up"]
+            assert len(down) == 1 and "dead" in down[0].message
+            assert [r["state"] for r in rows if r["crew"] == "dead"] == ["given_up"]
+            # The channel comes back: the next notice goes through and the channel alert clears.
+            with dead:
+                raise_(live, "lamp_dark", "L-GHL-015")
+                dead.wait(lambda got: any("L-GHL-015" in n["message"] for n in got), 30)
+                deadline = time.monotonic() + 10
+                while live.store.get(down[0].id).state != "cleared":  # type: ignore[union-attr]
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+            # The given-up notice is not sent late (it may be a day old by then).
+            assert not any("L-GHL-014" in n["message"] for n in dead.received)
 
 
 def test_metrics_per_crew_and_channel(tmp_path: Path) -> None:
