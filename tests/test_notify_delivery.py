@@ -219,3 +219,33 @@ def test_markup_in_registry_text_reaches_the_crew_as_text(tmp_path: Path) -> Non
             rx.wait(lambda got: len(got) == 1)
     assert evil in rx.received[0]["title"] and "<script>x()</script>" in rx.received[0]["message"]
     _ = on_path  # (helper kept for other tests)
+
+
+def test_reminder_and_escalation_notices_reach_the_crew_and_escalate_to(tmp_path: Path) -> None:
+    with json_receiver() as rx:
+        notify = {
+            "crews": [{"name": "A", "urls": [rx.url("crew")]}],
+            "escalate_to": [rx.url("boss")],
+            "max_per_minute": 100,
+        }
+        live = LiveApp(
+            tmp_path / "data",
+            overrides={"notify": {**FAST, **notify}, "alerts": {"sla": {"enabled": True}}},
+            registry_csv=REGISTRY,
+        )
+        with live:
+            alert = raise_(live, "lamp_dark", "L-GHL-014", severity="critical")
+            rx.wait(lambda got: len(got) == 1)
+            due = alert.response_due
+            assert due is not None
+            live.call(lambda: live.store.sweep_sla(due - 1))  # half-way: a reminder
+            rx.wait(lambda got: len(got) == 2)
+            live.call(lambda: live.store.sweep_sla(due + 1))  # passed: overdue, escalated
+            rx.wait(lambda got: sum(n["path"] == "/boss" for n in got) >= 1)
+            time.sleep(1.0)
+    crew = [n["title"] for n in rx.received if n["path"] == "/crew"]
+    boss = [n["title"] for n in rx.received if n["path"] == "/boss"]
+    assert crew[0].startswith("【紧急】") and crew[1].startswith("【催办提醒·紧急】")
+    assert any(t.startswith("【超时升级·紧急】") for t in crew[2:])
+    assert boss and all(t.startswith("【超时升级·紧急】") for t in boss)
+    assert all(alert.id in n["message"] for n in rx.received)

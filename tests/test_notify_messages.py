@@ -73,6 +73,9 @@ def test_the_catalogue_names_every_standard_rule_in_both_languages() -> None:
 def test_the_api_gives_the_rule_in_words() -> None:
     from alerts.lifecycle import on_condition
     from alerts.sla import SlaPolicy
+    from devices.catalog import set_language
+
+    set_language("zh")  # what the service sets at start from notify.language
 
     outcome = on_condition(
         None, cond(rule="lamp_dark"), now=0, policy=SlaPolicy.none(), new_id=lambda: "x"
