@@ -31,6 +31,9 @@ def report_coverage(settings: Settings) -> None:
         registry = load_registry(settings.registry.path)
     except Exception as exc:
         raise ConfigError(f"registry.path: {exc}") from exc
+    if len(registry) == 0:
+        print("notify: no registry (registry.path): crew coverage not checked", file=sys.stderr)
+        return
     roads, cabinets = coverage(config, registry)
     where = (
         " (they go to notify.fallback)" if config.fallback else " (and notify.fallback is empty)"
