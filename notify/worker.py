@@ -100,7 +100,10 @@ class ChannelWorker:
             await self._sleep(IDLE_POLL_S, wakeable=True)
             return
         now_ms = wall_ms()
-        stale = [r for r in rows if now_ms - r.created_at > self.config.give_up_after_s * 1000]
+        # Given up only while the channel is failing: notices that waited out a long stop of the
+        # service itself are still tried (and delivered, if the channel works).
+        limit_ms = self.config.give_up_after_s * 1000
+        stale = [r for r in rows if now_ms - r.created_at > limit_ms] if self.failures else []
         if stale:
             self._give_up(stale)
             return
