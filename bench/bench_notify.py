@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--alerts", type=int, default=20, help="per crew")
     parser.add_argument("--down", type=float, default=60.0, help="crew A's receiver down, s")
     parser.add_argument("--retry-min", type=float, default=5.0)
-    parser.add_argument("--retry-max", type=float, default=300.0)
+    parser.add_argument("--retry-max", type=float, default=60.0)
     parser.add_argument("--max-per-minute", type=int, default=100)
     args = parser.parse_args()
 

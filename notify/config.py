@@ -45,7 +45,7 @@ class NotifyConfig(_Model):
     digest_wait_s: float = Field(5.0, ge=0)
     # A channel that fails is retried with capped exponential backoff and jitter …
     retry_min_s: float = Field(5.0, gt=0)
-    retry_max_s: float = Field(300.0, gt=0)
+    retry_max_s: float = Field(60.0, gt=0)
     # … until a notice is this old; then it is given up and an alert about the channel is raised.
     give_up_after_s: float = Field(24 * 3600.0, gt=0)
     # Map link built from a device's WGS-84 coordinates ({lat} {lon}); null: no map link.
