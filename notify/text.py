@@ -125,12 +125,26 @@ class Writer:
         lang = self.lang
         sep = "：" if lang == "zh" else ": "
         title = f"【{self.tag(alert, event)}】{self.headline(alert)}"
+        line = f"【{self.tag(alert, event)}】{self.headline(alert)} ({alert.id[:8]})"
+        if event == "cleared":
+            # One line: the crew already has the details from the raise.
+            at = self.local_time(
+                alert.cleared_at if alert.cleared_at is not None else alert.updated_at
+            )
+            sep = "，" if lang == "zh" else ", "
+            body = sep.join(
+                [
+                    f"{phrase('event.cleared', lang)}{'：' if lang == 'zh' else ': '}{self.headline(alert)}",
+                    at,
+                    alert.id,
+                ]
+            )
+            return Notice(title=title, body=body, line=line, road=alert.road)
         lines = [
             f"{phrase('label.' + k, lang)}{sep}{v}" for k, v in self._facts(alert, event, place)
         ]
         if ack_link and event != "cleared" and alert.state == "active":
             lines.append(f"{phrase('label.ack_link', lang)}{sep}{ack_link}")
-        line = f"【{self.tag(alert, event)}】{self.headline(alert)} ({alert.id[:8]})"
         return Notice(title=title, body="\n".join(lines), line=line, road=alert.road)
 
     def _facts(self, alert: Alert, event: str, place: Place) -> list[tuple[str, str]]:

@@ -84,6 +84,9 @@ def test_ack_dispatch_close_make_no_notice_clear_makes_one(tmp_path: Path) -> No
             live.store.close(alert.id, "control")
             time.sleep(1.0)
         assert [n["title"][:4] for n in rx.received] == ["【重要】", "【恢复】"]
+        cleared = rx.received[1]["message"]
+        assert "\n" not in cleared and cleared.startswith("恢复：洸河路 L-GHL-014 路灯故障")
+        assert alert.id in cleared
 
 
 def test_receiver_down_then_up_every_notice_once(tmp_path: Path) -> None:
