@@ -199,3 +199,14 @@ def standard_message(
         parts.append(f"当前 {value:g} {unit}" if lang == "zh" else f"now {value:g} {unit}")
     sep = "，" if lang == "zh" else ", "
     return f"{where}{'：' if lang == 'zh' else ': '}{sep.join(parts)}"
+
+
+def group_message_zh(
+    rule: str, key: str, road: str | None, active: bool, count: int, members: list[str]
+) -> str:
+    """`洸河路 配电箱 C1：配电箱停电，6 盏灯不亮、离线或无电（L1、L2 …）`"""
+    where = " ".join(p for p in (road, f"配电箱 {key}") if p)
+    if not active:
+        return f"{where}：{rule_name(rule, 'zh')}已恢复"
+    names = "、".join(members[:10]) + (f" 等 {count} 个" if count > 10 else "")
+    return f"{where}：{rule_name(rule, 'zh')}，{count} 盏灯不亮、离线或无电（{names}）"

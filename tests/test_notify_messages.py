@@ -81,3 +81,19 @@ def test_the_api_gives_the_rule_in_words() -> None:
         None, cond(rule="lamp_dark"), now=0, policy=SlaPolicy.none(), new_id=lambda: "x"
     )
     assert outcome is not None and outcome.alert.to_json()["rule_name"] == "路灯不亮"
+
+
+def test_cabinet_outage_in_chinese() -> None:
+    from rules.testing import lamp
+
+    lamps = [Device(f"A{i}", "lamp", road="洸河路", cabinet="C1", rated_w=150) for i in range(6)]
+    lamps += [Device("B0", "lamp", road="红星路", cabinet="C2", rated_w=150)]
+    sink = RecordingSink()
+    e = RuleEngine(RulesConfig(), LocationConfig(), Registry(lamps), sink, language="zh")
+    minute = 60_000
+    for d in lamps:
+        e.observe(lamp(d.device_id, NIGHT, power=150, voltage=220))
+    for k in range(1, 8):
+        e.observe(lamp("B0", NIGHT + k * 5 * minute, power=150, voltage=220))
+    [outage] = sink.of("cabinet_outage")
+    assert outage.message.startswith("洸河路 配电箱 C1：配电箱停电，6 盏灯")
