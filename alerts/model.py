@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
+from devices.catalog import default_language, rule_name
 from devices.models import rfc3339_to_ms
 from rules.signals import Severity
 
@@ -122,6 +123,7 @@ class Alert:
             "severity": self.severity,
             "state": self.state,
             "message": self.message,
+            "rule_name": rule_name(self.rule, default_language()),  # in words (devices/catalog)
             "raised_at": rfc3339(self.raised_at),
             "updated_at": rfc3339(self.updated_at),
         }

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -85,6 +85,16 @@ CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL)
 OPEN = "open"  # `state` filter alias: every state but closed
 
 
+class TxHook(Protocol):
+    """Called inside the transaction of each change, after its audit row (`change.seq` is set), on
+    the store's connection: rows it writes commit or roll back with the change (the notice outbox).
+    Must not commit, and must not raise (an exception rolls the change back)."""
+
+    def __call__(
+        self, db: sqlite3.Connection, previous: Alert | None, alert: Alert, change: Change
+    ) -> None: ...
+
+
 def _new_id() -> str:
     return uuid.uuid4().hex
 
@@ -123,6 +133,9 @@ class AlertStore:
         self._open_by_id: dict[str, Alert] = {}
         self.sink_errors = 0
         self.dropped_before_open = 0
+        # Extra tables (created on open) and hooks run inside each change's transaction.
+        self.schemas: builtins.list[str] = []
+        self.tx_hooks: builtins.list[TxHook] = []
 
     # ---- opening and closing ------------------------------------------------------------------
 
@@ -140,6 +153,8 @@ class AlertStore:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA busy_timeout=2000")
             db.executescript(SCHEMA)
+            for script in self.schemas:
+                db.executescript(script)
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 db.close()
@@ -556,6 +571,7 @@ class AlertStore:
         db = self._conn()
         data = orjson.dumps(alert.to_record()).decode()
         detail = orjson.dumps(dict(change.detail)).decode() if change.detail else None
+        previous = self._open_by_id.get(alert.id)
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(
@@ -590,11 +606,13 @@ class AlertStore:
                     detail,
                 ),
             )
+            change = replace(change, seq=int(cursor.lastrowid or 0))
+            for hook in self.tx_hooks:
+                hook(db, previous, alert, change)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        change = replace(change, seq=int(cursor.lastrowid or 0))
         self._remember(alert)
         return alert, change
 

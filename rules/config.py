@@ -14,7 +14,6 @@ start, so a bad override key stops the start too.
 from __future__ import annotations
 
 import re
-import string
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -22,12 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from devices.registry import ROAD_CLASSES
 from devices.rule_ids import STANDARD_RULE_IDS
 from rules.signals import Severity
+from rules.templates import check_template
 
 RULE_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-# Placeholders a rule's `message` template may use.
-MESSAGE_FIELDS = frozenset(
-    {"rule", "device", "kind", "road", "value", "level", "field", "point", "cabinet", "unit"}
-)
 _HHMM_RE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
@@ -62,11 +58,10 @@ class RuleBase(_Model):
     @model_validator(mode="after")
     def _check_overrides(self) -> RuleBase:
         if self.message is not None:
-            for _, name, _, _ in string.Formatter().parse(self.message):
-                if name is not None and name not in MESSAGE_FIELDS:
-                    raise ValueError(
-                        f"message: unknown placeholder {{{name}}}; use {sorted(MESSAGE_FIELDS)}"
-                    )
+            try:
+                check_template(self.message)
+            except ValueError as exc:
+                raise ValueError(f"message: {exc}") from None
         for road_class in self.by_road_class:
             if road_class not in ROAD_CLASSES:
                 raise ValueError(f"by_road_class: {road_class!r} is not one of {ROAD_CLASSES}")

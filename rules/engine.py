@@ -60,6 +60,7 @@ class RuleEngine:
         registry: Registry,
         sink: ConditionSink,
         state_path: Path | None = None,
+        language: str = "en",
     ) -> None:
         """Args:
         config: the `rules` section (validated).
@@ -67,11 +68,12 @@ class RuleEngine:
         registry: the device registry (road, road_class, cabinet, rated_w, report_interval_s).
         sink: where Conditions go; called synchronously, must not block.
         state_path: SQLite file for save_state/load_state; None: state is not persisted.
+        language: zh: standard messages from the catalogue (devices.catalog); en: the rules' own.
         """
         self.config = config
         self.registry = registry
         self.timers = Timers(on_fire=self._fired)
-        self.env = Env(sink, self.timers, SunSchedule(location))
+        self.env = Env(sink, self.timers, SunSchedule(location), language)
         clock = config.clock
         self.clock = Watermark(
             delay_s=clock.delay_s,
@@ -363,6 +365,7 @@ class RuleEngine:
             **self.counts,
             "conditions": self.env.emitted,
             "sink_errors": self.env.sink_errors,
+            "template_errors": self.env.template_errors,
             "devices": len(self._devices) + len(self._other_kind),
             "timers": len(self.timers),
             "watermark_ms": self.clock.value or 0,

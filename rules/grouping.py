@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from devices.catalog import group_message_zh
 from rules.config import GroupRule
 from rules.latch import SUPPRESSED, Env, Latch
 from rules.signals import Condition
@@ -182,7 +183,11 @@ class GroupTracker:
         count = len(self.members)
         noun = _GROUP_NOUN.get(self.kind, self.kind.capitalize())
         where = f" on {road}" if road else ""
-        if active:
+        if self.env.language == "zh":
+            message = group_message_zh(
+                self.rule_id, self.key, road, active, count, sorted(self.members)
+            )
+        elif active:
             names = ", ".join(sorted(self.members)[:10])
             more = f" and {count - 10} more" if count > 10 else ""
             message = f"{noun} {self.key}{where}: {count} devices dark, offline or without supply ({names}{more})"

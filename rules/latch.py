@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from devices.catalog import standard_message
 from rules.clock import Timers
 from rules.signals import Condition, ConditionSink, Severity
+from rules.templates import Number, render_template
 
 if TYPE_CHECKING:
     from rules.grouping import GroupTracker
@@ -40,8 +42,13 @@ _KIND_LABEL = {"lamp": "Lamp", "waterlevel": "Water-level sensor", "cabinet": "C
 class Env:
     """What latches share with the engine: the sink, the timers and the sun."""
 
-    def __init__(self, sink: ConditionSink, timers: Timers, sun: SunSchedule) -> None:
+    def __init__(
+        self, sink: ConditionSink, timers: Timers, sun: SunSchedule, language: str = "en"
+    ) -> None:
         self.sink = sink
+        # zh: standard messages from the catalogue; en: the rules' own detailed wording.
+        self.language = language
+        self.template_errors = 0  # messages whose config template failed (standard text used)
         self.timers = timers
         self.sun = sun
         self.pending: list[GroupTracker] = []  # groups with news for the sink (see flush)
@@ -324,20 +331,41 @@ class Latch:
 
     def message(self, active: bool) -> str:
         if active and self.template is not None:
+            try:
+                return render_template(self.template, self.template_fields())
+            except (KeyError, IndexError, ValueError, TypeError, AttributeError):
+                # A template that cannot render this value (e.g. `{value:.1f}` with no value)
+                # must not lose the alert: the standard text instead, counted.
+                self.env.template_errors += 1
+        if self.env.language == "zh":
             dev = self.dev
-            return self.template.format(
-                rule=self.rule_id,
+            return standard_message(
+                self.rule_id,
+                active,
+                lang="zh",
+                road=dev.road,
+                point=dev.point,
                 device=dev.device_id,
-                kind=dev.kind,
-                road=dev.road or "",
-                value="" if self.value is None else f"{self.value:g}",
-                level="" if self.level is None else self.level,
-                field=getattr(self, "field", ""),
-                point=dev.point or "",
-                cabinet=dev.cabinet or "",
+                value=self.value,
                 unit=getattr(self, "unit", ""),
+                level=self.level,
             )
         return self.describe(active)
+
+    def template_fields(self) -> dict[str, object]:
+        dev = self.dev
+        return {
+            "rule": self.rule_id,
+            "device": dev.device_id,
+            "kind": dev.kind,
+            "road": dev.road or "",
+            "value": "" if self.value is None else Number(self.value),
+            "level": "" if self.level is None else self.level,
+            "field": getattr(self, "field", ""),
+            "point": dev.point or "",
+            "cabinet": dev.cabinet or "",
+            "unit": getattr(self, "unit", ""),
+        }
 
     def describe(self, active: bool) -> str:
         state = "raised" if active else "cleared"

@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 
 from alerts.auth import Credentials
+from devices.catalog import set_language
 from devices.registry import load_registry
 from ingest.deadletter import DeadLetterLog
 from ingest.decode import Decoder
@@ -81,6 +82,8 @@ class Service:
         )
         sinks: list[ObservationSink] = []
         self.alerting: Any = None
+        self.notifier: Any = None  # crew notices (notify/), wired with the alerts
+        set_language(settings.notify.language)  # rule names in the API (devices/catalog)
         self.engine: Any = None
         if settings.alerts.enabled:
             from alerts.service import Alerting
@@ -89,6 +92,15 @@ class Service:
             self.http_app.include_router(self.alerting.router)
             self.http_app.include_router(self.alerting.stream_router)
             self.metrics.registry.register(self.alerting.collector)
+            from notify.errors import NotifyConfigError
+            from notify.service import Notifier
+
+            try:
+                self.notifier = Notifier(settings, self.registry, self.alerting)
+            except NotifyConfigError as exc:
+                raise ConfigError(str(exc)) from exc
+            self.http_app.include_router(self.notifier.page_router)
+            self.metrics.registry.register(self.notifier.collector)
             if settings.rules.enabled:
                 from rules.engine import RuleEngine
 
@@ -98,6 +110,7 @@ class Service:
                     self.registry,
                     self.alerting.sink,
                     state_path=data_dir / "rules-state.sqlite",
+                    language=settings.notify.language,
                 )
                 sinks.append(self.engine)
                 self.metrics.registry.register(_EngineCollector(self.engine))
@@ -164,6 +177,8 @@ class Service:
             self._spawn(self._tick_loop(), "rules-tick")
         if self.reports is not None:
             self.reports.start()
+        if self.notifier is not None:
+            await self.notifier.start()
         http = self.settings.http
         if http.enabled:
             config = uvicorn.Config(
@@ -243,6 +258,9 @@ class Service:
                 self.engine.save_state()
             with contextlib.suppress(Exception):
                 self.engine.close()
+        if self.notifier is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.notifier.aclose(), timeout=2.0)
         if self.alerting is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.alerting.aclose(), timeout=2.0)

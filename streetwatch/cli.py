@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     from figures.cli import register as register_reports
 
     register_reports(sub)
+    from notify.cli import register as register_notify
+
+    register_notify(sub)
     return parser
 
 
@@ -102,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streetwatch.config import redacted
 
             print(json.dumps(redacted(settings), indent=2, ensure_ascii=False))
+            from notify.coverage import report_coverage
+
+            report_coverage(settings)
             return 0
         handler = getattr(args, "handler", None)
         if handler is not None:

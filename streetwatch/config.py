@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from alerts.config import AlertsConfig
 from devices.location import LocationConfig
 from figures.config import FiguresConfig, ReportsConfig
+from notify.config import NotifyConfig
 from rules.config import RulesConfig
 from streetwatch.errors import ConfigError
 
@@ -163,6 +164,7 @@ class Settings(BaseSettings):
     location: LocationConfig = LocationConfig()
     rules: RulesConfig = RulesConfig()
     alerts: AlertsConfig = AlertsConfig()
+    notify: NotifyConfig = NotifyConfig()
     log: LogConfig = LogConfig()
     figures: FiguresConfig = FiguresConfig()
     reports: ReportsConfig = ReportsConfig()
@@ -281,6 +283,8 @@ def load_settings(
 
 
 SECRET_KEYS = ("token", "tokens", "password", "link_secret", "secret")
+# Apprise URLs carry the webhook's key or the mailbox password in them: print only the scheme.
+URL_LIST_KEYS = ("urls", "fallback", "escalate_to", "send_to")
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
@@ -292,6 +296,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
             if isinstance(value, dict):
                 return dict.fromkeys(value, "***")
             return "***"
+        if key in URL_LIST_KEYS and isinstance(value, list):
+            return [f"{str(v).split('://', 1)[0]}://***" for v in value]
         if isinstance(value, dict):
             return {k: scrub(v, str(k)) for k, v in value.items()}
         if isinstance(value, list):

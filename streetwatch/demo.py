@@ -55,6 +55,29 @@ async def _start_broker(host: str, port: int) -> Any:
     return broker
 
 
+def _demo_notices(host: str, http_port: int, crews: list[Any]) -> tuple[Any, dict[str, Any]]:
+    """Without crews in the config, the demo starts a local receiver (apprise json://) for a demo
+    crew and prints each notice it gets, as a crew member's phone would show it."""
+    import secrets
+
+    from notify.receiver import JsonReceiver
+
+    notify: dict[str, Any] = {"base_url": f"http://{host}:{http_port}"}
+    if crews:
+        return None, notify
+
+    def show(notice: dict[str, Any]) -> None:
+        body = "\n".join(f"    {line}" for line in str(notice["message"]).splitlines())
+        print(f"\n📱 演示维修班 ← {notice['title']}\n{body}", flush=True)
+
+    receiver = JsonReceiver(_pick_port(host, 0), host=host, on_notice=show).start()
+    notify |= {
+        "link_secret": secrets.token_urlsafe(16),
+        "crews": [{"name": "演示维修班", "urls": [receiver.url("demo")]}],
+    }
+    return receiver, notify
+
+
 async def run_demo(args: argparse.Namespace, config_path: str | None) -> int:
     from simulator.demo import run_demo_fleet, write_demo_registry
     from streetwatch.app import Service
@@ -72,6 +95,7 @@ async def run_demo(args: argparse.Namespace, config_path: str | None) -> int:
     http_port = _pick_port(host, args.port if args.port is not None else base.http.port)
     registry = data_dir / "registry.csv"
     write_demo_registry(registry, speed=args.speed)
+    receiver, notify = _demo_notices(host, http_port, base.notify.crews)
 
     settings = load_settings(
         config_path,
@@ -91,6 +115,7 @@ async def run_demo(args: argparse.Namespace, config_path: str | None) -> int:
             "rules": {"clock": {"delay_s": min(10.0, 300.0 / args.speed)}},
             # The lighting rate counts from the demo's start: nobody watched the night before it.
             "figures": {"not_before": datetime.now(UTC).isoformat()},
+            "notify": notify,
         },
     )
     broker = await _start_broker(host, mqtt_port)
@@ -122,6 +147,7 @@ reporting {args.speed:g}× faster than real time, with faults (a cabinet out, a 
   health, metrics: {url}/healthz   {url}/metrics
   MQTT broker:     mqtt://{host}:{mqtt_port}  (topics {settings.mqtt.topic_prefix}/#)
   data:            {data_dir} (points.sqlite, alerts.sqlite, deadletter.jsonl)
+  crew notices:    {receiver.url() if receiver else "the crews of your config"} (printed here as they arrive)
 
 Press Ctrl-C to stop.
 """,
@@ -149,6 +175,8 @@ Press Ctrl-C to stop.
         await service.stop()
         with contextlib.suppress(Exception):
             await broker.shutdown()
+        if receiver is not None:
+            receiver.stop()
     m = service.metrics
     print(
         f"demo stopped: {m.messages} messages, {m.points_written} points stored, "

@@ -18,7 +18,7 @@ from alerts.service import Alerting
 from alerts.store import AlertStore
 from alerts.testing import cond
 from streetwatch.app import Service
-from streetwatch.config import load_settings
+from streetwatch.config import _deep_merge, load_settings
 from tests.servers import free_port
 
 T = TypeVar("T")
@@ -44,22 +44,21 @@ class LiveApp:
         port: int | None = None,
         http: dict[str, Any] | None = None,
         alerts: dict[str, Any] | None = None,
+        overrides: dict[str, Any] | None = None,
         registry_csv: str = REGISTRY,
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         registry = data_dir / "registry.csv"
         registry.write_text(registry_csv, encoding="utf-8")
         self.port = port or free_port()
-        settings = load_settings(
-            overrides={
-                "storage": {"data_dir": str(data_dir), "backend": "sqlite"},
-                "registry": {"path": str(registry)},
-                "http": {"token": token, "port": self.port, **(http or {})},
-                "alerts": {"mqtt": {"enabled": False}, "sla": {"enabled": False}, **(alerts or {})},
-                "rules": {"enabled": False},
-            },
-            env={},
-        )
+        base: dict[str, Any] = {
+            "storage": {"data_dir": str(data_dir), "backend": "sqlite"},
+            "registry": {"path": str(registry)},
+            "http": {"token": token, "port": self.port, **(http or {})},
+            "alerts": {"mqtt": {"enabled": False}, "sla": {"enabled": False}, **(alerts or {})},
+            "rules": {"enabled": False},
+        }
+        settings = load_settings(overrides=_deep_merge(base, overrides or {}), env={})
         self.service = Service(settings)
         self.alerting: Alerting = self.service.alerting
         self.url = f"http://127.0.0.1:{self.port}"
@@ -89,6 +88,8 @@ class LiveApp:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self.alerting.start()
+        if self.service.notifier is not None:
+            await self.service.notifier.start()
         config = uvicorn.Config(
             self.service.http_app,
             host="127.0.0.1",
@@ -130,6 +131,8 @@ class LiveApp:
             return
 
         async def shut() -> None:
+            if self.service.notifier is not None:
+                await self.service.notifier.aclose()
             await self.alerting.aclose()  # ends the SSE streams
             assert self._server is not None
             self._server.should_exit = True

@@ -60,6 +60,7 @@ def test_demo_runs_embedded_stores_points_and_raises_alerts(tmp_path: Path) -> N
         assert health.get("registered_devices", 0) > 0
         assert alerts, "the demo's faults raised no alert"
         assert faults & {a["rule"] for a in alerts}, alerts
+        time.sleep(3.0)  # the alerts' crew notices reach the demo's own receiver
         proc.send_signal(signal.SIGTERM)  # Ctrl-C / SIGTERM: a clean stop
         out, _ = proc.communicate(timeout=30)
     finally:
@@ -67,6 +68,7 @@ def test_demo_runs_embedded_stores_points_and_raises_alerts(tmp_path: Path) -> N
             proc.kill()
     assert proc.returncode == 0, out
     assert "control centre:" in out and f"http://127.0.0.1:{http_port}/" in out
+    assert "📱 演示维修班 ← 【" in out and "告警编号：" in out  # notices printed as they arrive
     with sqlite3.connect(tmp_path / "demo" / "points.sqlite") as db:
         (points,) = db.execute("SELECT count(*) FROM points").fetchone()
     assert points > 50

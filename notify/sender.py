@@ -1,0 +1,46 @@
+"""Sending one message down one apprise URL (DingTalk, WeCom, Feishu, e-mail, a JSON webhook …).
+
+apprise is synchronous, so a send runs in a worker thread: a slow receiver never blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+log = logging.getLogger("streetwatch.notify")
+
+
+class Sender(Protocol):
+    async def send(self, url: str, title: str, body: str) -> str | None:
+        """None when the receiver took it; otherwise why not (one line)."""
+
+
+def valid_url(url: str) -> bool:
+    import apprise  # ~70 ms: only when a URL is configured
+
+    return apprise.Apprise.instantiate(url, suppress_exceptions=True) is not None
+
+
+def send_now(url: str, title: str, body: str) -> str | None:
+    """Blocking send (for the CLI and the worker thread)."""
+    import apprise
+
+    target = apprise.Apprise()
+    if not target.add(url):
+        return "not a valid apprise URL"
+    with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
+        try:
+            ok = target.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT)
+        except Exception as exc:  # a plugin's bug must not kill the worker
+            return f"{type(exc).__name__}: {exc}"
+        text = captured.getvalue().strip().splitlines()
+    if ok:
+        return None
+    return (text[-1] if text else "the receiver did not take it")[:300]
+
+
+class AppriseSender:
+    async def send(self, url: str, title: str, body: str) -> str | None:
+        return await asyncio.to_thread(send_now, url, title, body)
