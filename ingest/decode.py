@@ -37,11 +37,13 @@ REASONS = (
     "missing_ts",
     "bad_ts",
     "ts_in_future",
+    "ts_too_old",
     "missing_field",
     "wrong_type",
     "out_of_range",
     "bad_event",
     "store_rejected",
+    "internal_error",
 )
 
 

@@ -3,6 +3,7 @@
 IngestError
 ├── SpoolError            the local spool cannot be opened or written (disk full, corrupt head)
 ├── SpoolFull             the spool reached storage.spool_max_bytes; acks wait, nothing is dropped
+├── MqttSeamError         the installed gmqtt does not take the receiver's ack hook (refuse to start)
 └── StoreError            a store answered with an error
     ├── RetryableStoreError   network error, 5xx, 429/503 (retry_after set when the server said)
     ├── RejectedBatchError    400/422: the points themselves are bad (message from the server)
@@ -23,6 +24,10 @@ class SpoolError(IngestError):
 
 class SpoolFull(IngestError):
     """The spool is at its size limit."""
+
+
+class MqttSeamError(IngestError):
+    """gmqtt does not behave as the batching ack hook needs: starting could ack before the fsync."""
 
 
 class StoreError(IngestError):

@@ -28,6 +28,8 @@ class IngestMetrics:
         self.messages = 0
         self.unregistered = 0
         self.points_written = 0
+        self.spool_errors = 0  # failed spool appends/fsyncs (the batch is retried, never acked)
+        self.writer_restarts = 0
         self.accepted: dict[tuple[str, str], int] = {
             (kind, channel): 0 for kind in KINDS for channel in CHANNELS
         }
@@ -50,6 +52,11 @@ class IngestMetrics:
         )
         self.mqtt_connects = Counter(
             "streetwatch_mqtt_connects", "Successful broker connections", registry=r
+        )
+        self.socket_paused = Gauge(
+            "streetwatch_mqtt_socket_paused",
+            "1 while the broker socket is not read (spool full or too many bytes held)",
+            registry=r,
         )
         self.store_up = Gauge(
             "streetwatch_store_up", "1 when the last store write succeeded", registry=r
@@ -97,4 +104,14 @@ class _HotCounters(Collector):
         )
         yield CounterMetricFamily(
             "streetwatch_points_written", "Points committed to the store", value=m.points_written
+        )
+        yield CounterMetricFamily(
+            "streetwatch_spool_errors",
+            "Spool appends or fsyncs that failed (the batch was retried, not acknowledged)",
+            value=m.spool_errors,
+        )
+        yield CounterMetricFamily(
+            "streetwatch_writer_restarts",
+            "Times the store writer died of an unforeseen error and was restarted",
+            value=m.writer_restarts,
         )

@@ -65,6 +65,8 @@ class Spool:
         self.segment_bytes = segment_bytes
         self.fsync_interval_s = fsync_interval_s
         self._on_size = on_size
+        # The fsync of appended frames (an I/O edge: tests block it to prove no ack leaves early).
+        self.fsync: Callable[[int], None] = os.fsync
         # Write side
         self._file: BinaryIO | None = None
         self._segment = 0
@@ -261,7 +263,7 @@ class Spool:
         target = self._written
         file = self._file
         file.flush()
-        await loop.run_in_executor(None, os.fsync, file.fileno())
+        await loop.run_in_executor(None, self.fsync, file.fileno())
         if self._seg_size >= self.segment_bytes and self._file is file:
             # Rotate. Appends may have landed while the fsync ran: make the whole old segment
             # durable before closing it (a short blocking fsync, once per segment).

@@ -116,6 +116,8 @@ class Service:
         }
 
     async def start(self) -> None:
+        # Before anything else: a gmqtt that would ack before the spool's fsync must not start.
+        await self.receiver.check_seam()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.spool.open()
         self.spool.start()

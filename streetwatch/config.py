@@ -62,6 +62,7 @@ class MqttConfig(Section):
     protocol: Literal["5", "3.1.1"] = "5"
     reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    max_inflight_bytes: int = Field(32 * 1024**2, ge=1024 * 1024)
     tls: TlsConfig = TlsConfig()
 
     @model_validator(mode="after")

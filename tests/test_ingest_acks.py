@@ -1,0 +1,252 @@
+"""When acks leave, judged by the bytes on the wire between the service and a real Mosquitto.
+
+The ack is the commit point (MQTT never redelivers on a live connection): a PUBACK that leaves
+before the spool's fsync returns promises a reading the disk may not hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+
+from ingest import mqtt_seam
+from ingest.errors import MqttSeamError
+from streetwatch.app import Service
+from streetwatch.config import load_settings
+from tests.mqtt_sniffer import SniffingProxy
+from tests.servers import Mosquitto
+
+pytestmark = pytest.mark.integration
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def make_service(data_dir: Path, port: int, protocol: str = "5", **storage: Any) -> Service:
+    settings = load_settings(
+        overrides={
+            "mqtt": {
+                "port": port,
+                "protocol": protocol,
+                "client_id": f"acks-{protocol}-{os.getpid()}",
+            },
+            "storage": {
+                "data_dir": str(data_dir),
+                "backend": "sqlite",
+                "batch_interval_s": 0.2,
+                **storage,
+            },
+            "alerts": {"enabled": False},
+            "http": {"enabled": False},
+        },
+        env={},
+    )
+    return Service(settings)
+
+
+class Gate:
+    """An fsync that waits until opened; records when each call returned."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+        self.returned: list[float] = []
+        self.calls = 0
+
+    def __call__(self, fd: int) -> None:
+        self.calls += 1
+        self.open.wait(60)
+        os.fsync(fd)
+        self.returned.append(time.monotonic())
+
+
+def publish(port: int, messages: list[tuple[str, bytes]], qos: int = 1) -> None:
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        infos = [client.publish(t, p, qos=qos) for t, p in messages]
+        for info in infos:
+            info.wait_for_publish(10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+async def wait_for(pred: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def proxy(mosquitto: Mosquitto) -> AsyncIterator[SniffingProxy]:
+    p = await SniffingProxy(mosquitto.port).start()
+    yield p
+    await p.close()
+
+
+def readings(n: int, device: str = "L1") -> list[tuple[str, bytes]]:
+    ts = now_ms() - 60_000
+    return [
+        (f"city/jining/lamp/{device}/telemetry", b'{"ts": %d, "on": true}' % (ts + i))
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_no_puback_leaves_before_the_spools_fsync_returns(
+    tmp_path: Path, mosquitto: Mosquitto, proxy: SniffingProxy, protocol: str
+) -> None:
+    service = make_service(tmp_path / "data", proxy.port, protocol)
+    await service.start()
+    try:
+        await asyncio.wait_for(service.receiver.connected.wait(), 20)
+        gate = Gate()
+        service.spool.fsync = gate
+        await asyncio.to_thread(publish, mosquitto.port, readings(30))
+        await wait_for(lambda: service.metrics.messages >= 30)
+        await wait_for(lambda: gate.calls >= 1)
+        await asyncio.sleep(0.5)  # every chance for an early ack to reach the wire
+        assert proxy.pubacks() == [], "a PUBACK left while the fsync was still running"
+        gate.open.set()
+        await wait_for(lambda: len(proxy.pubacks()) >= 30)
+        first_fsync = min(gate.returned)
+        assert all(p.at >= first_fsync for p in proxy.pubacks())
+        received = {p.mid for p in proxy.received if p.type == 3}
+        assert {p.mid for p in proxy.pubacks()} == received
+    finally:
+        await service.stop()
+
+
+async def test_start_is_refused_when_gmqtt_would_ack_on_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A gmqtt whose QoS 1 path no longer goes through the method we take over.
+    monkeypatch.setattr(mqtt_seam, "install", lambda client, hook: None)
+    service = make_service(tmp_path / "data", 1)
+    with pytest.raises(MqttSeamError, match=r"gmqtt .* >=0\.8,<0\.9"):
+        await service.start()
+
+
+def test_the_cli_refuses_to_start_with_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streetwatch import cli
+
+    monkeypatch.setattr(mqtt_seam, "install", lambda client, hook: None)
+    monkeypatch.setenv("STREETWATCH_STORAGE__DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("STREETWATCH_STORAGE__BACKEND", "sqlite")
+    monkeypatch.setenv("STREETWATCH_HTTP__ENABLED", "false")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("streetwatch: cannot start: gmqtt")
+
+
+def stored(service: Service) -> int:
+    return int(service.store.query("SELECT count(*) FROM points")[0][0])  # type: ignore[attr-defined]
+
+
+async def test_qos0_readings_reach_the_store_within_the_batch_interval(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    service = make_service(tmp_path / "data", mosquitto.port)
+    await service.start()
+    try:
+        await asyncio.wait_for(service.receiver.connected.wait(), 20)
+        await asyncio.to_thread(publish, mosquitto.port, readings(50), 0)
+        await wait_for(lambda: service.metrics.messages >= 50)
+        # Nothing else arrives to push them along: they must still be written.
+        await wait_for(lambda: stored(service) == 50, timeout=10)
+    finally:
+        await service.stop()
+
+
+def big_readings(n: int, size: int) -> list[tuple[str, bytes]]:
+    ts = now_ms() - 60_000
+    pad = b"x" * size  # an unknown field: ignored, but held in memory until acknowledged
+    return [
+        (
+            f"city/jining/lamp/B{i % 7}/telemetry",
+            b'{"ts": %d, "on": true, "pad": "%s"}' % (ts + i, pad),
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_bytes_held_in_memory_are_bounded_and_the_broker_keeps_the_rest(
+    tmp_path: Path, mosquitto: Mosquitto, proxy: SniffingProxy, protocol: str
+) -> None:
+    service = make_service(tmp_path / "data", proxy.port, protocol)
+    service.settings.mqtt.max_inflight_bytes = 1024 * 1024
+    await service.start()
+    try:
+        await asyncio.wait_for(service.receiver.connected.wait(), 20)
+        gate = Gate()  # the disk is stuck: nothing can be acknowledged
+        service.spool.fsync = gate
+        n = 200
+        pub = asyncio.create_task(
+            asyncio.to_thread(publish, mosquitto.port, big_readings(n, 100_000))
+        )
+        await wait_for(lambda: gate.calls >= 1)
+        await asyncio.sleep(2.0)
+        assert service.metrics.value("streetwatch_mqtt_socket_paused") == 1
+        got = sum(1 for p in proxy.received if p.type == 3)
+        assert got < n * 0.6, f"{got} of {n} 100 kB messages taken into memory"
+        assert service.receiver._held_bytes < 3 * 1024 * 1024
+        assert proxy.pubacks() == []
+        gate.open.set()
+        await pub
+        await wait_for(lambda: stored(service) == n, timeout=60)
+        assert service.metrics.value("streetwatch_mqtt_socket_paused") == 0
+    finally:
+        gate.open.set()
+        await service.stop()
+
+
+async def test_a_full_spool_on_mqtt_311_stops_reading_the_socket(
+    tmp_path: Path, mosquitto: Mosquitto, proxy: SniffingProxy
+) -> None:
+    service = make_service(tmp_path / "data", proxy.port, "3.1.1", spool_max_bytes=1024 * 1024)
+    store_open = asyncio.Event()
+    real_write = service.store.write
+
+    async def stuck_write(lines: list[bytes]) -> None:
+        await store_open.wait()  # the store is down
+        await real_write(lines)
+
+    service.store.write = stuck_write  # type: ignore[method-assign]
+    await service.start()
+    try:
+        await asyncio.wait_for(service.receiver.connected.wait(), 20)
+        filler = b"lamp,device=F on=true %d"
+        service.spool.append([filler % i for i in range(40_000)])
+        await service.spool.durable()
+        assert service.spool.full
+        n = 200
+        pub = asyncio.create_task(
+            asyncio.to_thread(publish, mosquitto.port, big_readings(n, 100_000))
+        )
+        await wait_for(lambda: service.metrics.value("streetwatch_mqtt_socket_paused") == 1)
+        await asyncio.sleep(2.0)
+        got = sum(1 for p in proxy.received if p.type == 3)
+        assert got < n * 0.6, f"{got} of {n} 100 kB messages taken into memory"
+        assert proxy.pubacks() == []  # acks wait while the spool is full
+        store_open.set()
+        await pub
+        await wait_for(lambda: stored(service) == n + 40_000, timeout=60)
+    finally:
+        store_open.set()
+        await service.stop()
