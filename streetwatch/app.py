@@ -68,6 +68,7 @@ class Service:
             batch_interval_s=st.batch_interval_s,
             retry_min_s=st.retry_min_s,
             retry_max_s=st.retry_max_s,
+            retry_after_max_s=st.retry_after_max_s,
         )
         self.http_app = create_app(self.metrics.registry, self.health)
         sinks: list[ObservationSink] = []

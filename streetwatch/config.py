@@ -86,6 +86,8 @@ class StorageConfig(Section):
     batch_interval_s: float = Field(1.0, gt=0)
     retry_min_s: float = Field(0.5, gt=0)
     retry_max_s: float = Field(60.0, gt=0)
+    retry_after_max_s: float = Field(60.0, gt=0)
+    stuck_after_s: float = Field(600.0, gt=0)
 
 
 class InfluxConfig(Section):
