@@ -139,7 +139,7 @@ async def test_the_spool_keeps_everything_while_a_proxy_answers_200(
     url, handler = http_server
     handler.answer = (200, {"Content-Type": "text/html"}, LOGIN_PAGE)
     store = v1(url)
-    writer, spool, dl = await make_writer(tmp_path, store)
+    writer, spool, _ = await make_writer(tmp_path, store)
     task = asyncio.create_task(writer.run())
     deadline = time.monotonic() + 10
     while len(handler.posts) < 3 and time.monotonic() < deadline:
