@@ -345,6 +345,14 @@ class Spool:
             return None
         return Batch(records, pos, nbytes)
 
+    def rewind(self) -> None:
+        """Read again from the checkpoint (the writer restarts: what it read is not committed)."""
+        self._read = self._checkpoint
+        if self._read_file is not None:
+            self._read_file.close()
+            self._read_file = None
+            self._read_file_segment = -1
+
     def _reader_for(self, segment: int) -> BinaryIO | None:
         if self._read_file_segment == segment and self._read_file is not None:
             return self._read_file
@@ -385,14 +393,17 @@ class Spool:
             await self._data_ready.wait()
 
     def commit(self, batch: Batch) -> None:
-        """The store has the batch: move the checkpoint and delete fully committed segments."""
-        self._checkpoint = batch.end
+        """The store has the batch: move the checkpoint and delete fully committed segments.
+
+        The checkpoint file is written first: if that fails (a full disk), nothing here changed
+        and the writer, restarted, reads the batch again from the old checkpoint."""
         tmp = self.dir / "checkpoint.json.tmp"
         with open(tmp, "wb") as fh:
             fh.write(orjson.dumps({"segment": batch.end.segment, "offset": batch.end.offset}))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.dir / "checkpoint.json")
+        self._checkpoint = batch.end
         for seg in self._segments():
             if seg < batch.end.segment:
                 if self._read_file_segment == seg and self._read_file is not None:

@@ -74,6 +74,7 @@ class Writer:
                 self._failing = True
                 self.reason = f"writer restarted after an error: {exc!r}"[:500]
                 log.exception("store writer died; restarting in %.1f s", delay)
+                self.spool.rewind()  # what it had read is not committed: read it again
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(self.retry_max_s, delay * 2)
             else:  # pragma: no cover - _drain never returns

@@ -202,3 +202,45 @@ async def test_retry_after_is_capped(tmp_path: Path) -> None:
     assert store.calls == 2 and spool.pending_bytes == 0
     task.cancel()
     await spool.aclose()
+
+
+class Surprising:
+    """A store that fails once with an error class the writer has no rule for."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.stored: list[bytes] = []
+
+    async def write(self, lines: list[bytes]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise KeyError("corrupt store index")
+        self.stored.extend(lines)
+
+
+async def test_a_writer_that_dies_is_restarted_counted_and_reported(tmp_path: Path) -> None:
+    store = Surprising()
+    writer, spool, _ = await make_writer(tmp_path, store)
+    real_commit = spool.commit
+    fail_commit = [True]
+
+    def commit(batch: Any) -> None:
+        if fail_commit and store.calls == 2:
+            fail_commit.clear()
+            raise OSError(28, "No space left on device")  # writing the checkpoint
+        real_commit(batch)
+
+    spool.commit = commit  # type: ignore[method-assign]
+    task = asyncio.create_task(writer.run())
+    deadline = time.monotonic() + 10
+    seen_reasons: set[str] = set()
+    while (spool.pending_bytes or writer.reason) and time.monotonic() < deadline:
+        if writer.reason:
+            seen_reasons.add(writer.reason)
+        await asyncio.sleep(0.005)
+    assert spool.pending_bytes == 0 and writer.reason is None and not writer.failing
+    assert writer.metrics.writer_restarts == 2
+    assert any("corrupt store index" in r for r in seen_reasons)
+    assert store.stored[: len(LINES)] == LINES
+    task.cancel()
+    await spool.aclose()
