@@ -38,7 +38,9 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit is on disk when it returns, because the spool deletes its copy then
+        # (NORMAL in WAL mode may lose the last commits on power loss).
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
 
     def _write_sync(self, rows: list[tuple[str, str, str, int, str]]) -> None:
