@@ -21,6 +21,7 @@ from devices.models import DeviceEvent, DeviceStatus
 from devices.topics import TopicParser, TopicParts, alert_topic
 
 FUTURE_LIMIT_MS = 5 * 60 * 1000
+DEFAULT_MAX_AGE_S = 30 * 86400.0  # config ingest.max_age
 
 # Every reason the decoder can give; metrics pre-create a counter for each so dashboards show zeros.
 REASONS = (
@@ -84,9 +85,12 @@ def _reason_from_validation(exc: ValidationError) -> tuple[str, str]:
 class Decoder:
     """Turns (topic, payload bytes) into observations and rejections. Never raises on input."""
 
-    def __init__(self, prefix: str, max_payload_bytes: int) -> None:
+    def __init__(
+        self, prefix: str, max_payload_bytes: int, max_age_s: float = DEFAULT_MAX_AGE_S
+    ) -> None:
         self.topics = TopicParser(prefix)
         self.max_payload_bytes = max_payload_bytes
+        self.max_age_ms = int(max_age_s * 1000)
         # The service's own alert feed ({prefix}/alerts/{rule}/{device}) matches the ingest's
         # {prefix}/+/+/+ subscription: it is our output, not a device's input.
         self._own_alerts = alert_topic(prefix, "", "").rstrip("/") + "/"
@@ -189,6 +193,17 @@ class Decoder:
                 return
             if ts < 0 or ts > 253_402_300_799_000:  # year 1970 … 9999: what InfluxDB can store
                 out.rejected.append(Rejection("bad_ts", f"ts {ts} out of range", index, item))
+                return
+            if now_ms - ts > self.max_age_ms:
+                out.rejected.append(
+                    Rejection(
+                        "ts_too_old",
+                        f"ts {ts} is {(now_ms - ts) / 86_400_000:.1f} days old, older than "
+                        f"ingest.max_age ({self.max_age_ms / 86_400_000:g} days)",
+                        index,
+                        item,
+                    )
+                )
                 return
         out.accepted.append(Observation(parts.kind, parts.device_id, parts.channel, data, now_ms))
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from devices.kinds import CHANNELS, KINDS
 from ingest.decode import REASONS
+from ingest.newdevices import NewDeviceRate
 
 # `*_created` series double the /metrics page and say nothing a crew or operator needs.
 disable_created_metrics()
@@ -30,6 +31,7 @@ class IngestMetrics:
         self.points_written = 0
         self.spool_errors = 0  # failed spool appends/fsyncs (the batch is retried, never acked)
         self.writer_restarts = 0
+        self.new_devices = NewDeviceRate()
         self.accepted: dict[tuple[str, str], int] = {
             (kind, channel): 0 for kind in KINDS for channel in CHANNELS
         }
@@ -78,7 +80,7 @@ class _HotCounters(Collector):
     def __init__(self, m: IngestMetrics) -> None:
         self.m = m
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         m = self.m
         yield CounterMetricFamily(
             "streetwatch_messages_received", "MQTT messages received", value=m.messages
@@ -109,6 +111,16 @@ class _HotCounters(Collector):
             "streetwatch_spool_errors",
             "Spool appends or fsyncs that failed (the batch was retried, not acknowledged)",
             value=m.spool_errors,
+        )
+        yield CounterMetricFamily(
+            "streetwatch_new_devices",
+            "Unregistered device ids seen for the first time (each is a new InfluxDB series)",
+            value=m.new_devices.total,
+        )
+        yield GaugeMetricFamily(
+            "streetwatch_new_devices_per_minute",
+            "New unregistered device ids in the last minute",
+            value=m.new_devices.per_minute(),
         )
         yield CounterMetricFamily(
             "streetwatch_writer_restarts",

@@ -20,7 +20,6 @@ from ingest.deadletter import DeadLetterLog
 from ingest.decode import Decoded, Decoder, Rejection
 from ingest.lineprotocol import LineFormatter
 from ingest.metrics import IngestMetrics
-from ingest.newdevices import NewDeviceRate
 from ingest.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ class Pipeline:
         self.metrics = metrics
         self.sinks = list(sinks)
         self._sink_errors = 0
-        self.new_devices = NewDeviceRate()
+        self.new_devices = metrics.new_devices
         self._full_waiters = 0
 
     async def ready(self) -> None:

@@ -281,6 +281,11 @@ class MqttReceiver:
 
     # ---- socket flow control -----------------------------------------------------------------
 
+    @property
+    def paused(self) -> bool:
+        """True while the broker socket is not read (spool full or too many bytes held)."""
+        return self._paused is not None
+
     def _pause(self) -> None:
         """Stop reading the socket: the broker keeps the backlog, our memory stays bounded (MQTT
         3.1.1 has no receive window, and MQTT 5's window counts messages, not bytes)."""

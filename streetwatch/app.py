@@ -20,6 +20,7 @@ import uvicorn
 from devices.registry import load_registry
 from ingest.deadletter import DeadLetterLog
 from ingest.decode import Decoder
+from ingest.health import ingest_health
 from ingest.metrics import IngestMetrics
 from ingest.pipeline import ObservationSink, Pipeline
 from ingest.receiver import MqttReceiver
@@ -93,7 +94,9 @@ class Service:
                 )
                 sinks.append(self.engine)
                 self.metrics.registry.register(_EngineCollector(self.engine))
-        self.decoder = Decoder(settings.mqtt.topic_prefix, settings.mqtt.max_payload_bytes)
+        self.decoder = Decoder(
+            settings.mqtt.topic_prefix, settings.mqtt.max_payload_bytes, settings.ingest.max_age
+        )
         self.pipeline = Pipeline(
             self.decoder, self.registry, self.spool, self.deadletter, self.metrics, sinks
         )
@@ -106,14 +109,16 @@ class Service:
         mqtt_up = self.receiver.connected.is_set()
         # The writer's own flag: collecting /metrics here would run every collector per probe.
         store_up = not self.writer.failing
+        ingest = ingest_health(self, self.settings)
         return {
-            "status": "ok" if mqtt_up and store_up else "degraded",
+            "status": "ok" if mqtt_up and store_up and not ingest["reasons"] else "degraded",
             "mqtt_connected": mqtt_up,
             "store_up": store_up,
             "spool_bytes": self.spool.pending_bytes,
             "spool_full": self.spool.full,
             "registered_devices": len(self.registry),
             "uptime_s": round(time.time() - self.started, 1),
+            **ingest,
         }
 
     async def start(self) -> None:

@@ -10,10 +10,17 @@ from __future__ import annotations
 import os
 import ssl
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alerts.config import AlertsConfig
@@ -122,6 +129,31 @@ class DeadLetterConfig(Section):
     max_payload_chars: int = Field(8192, ge=64)
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _duration_s(value: Any) -> Any:
+    """A duration: seconds as a number, or text such as `30d`, `12h`, `90m`, `45s`."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        unit = _DURATION_UNITS.get(text[-1:]) if text else None
+        number = text[:-1] if unit else text
+        try:
+            return float(number) * (unit or 1)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a duration (seconds, or a number with s, m, h, d or w)"
+            ) from None
+    return value
+
+
+class IngestConfig(Section):
+    # Oldest reading `ts` accepted; older ones are dead-lettered as ts_too_old.
+    max_age: Annotated[float, BeforeValidator(_duration_s), Field(gt=0)] = 30 * 86400.0
+    # New (unregistered) device ids per minute above which /healthz and metrics warn.
+    new_devices_warn_per_minute: int = Field(1000, ge=1)
+
+
 class LogConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -142,6 +174,7 @@ class Settings(BaseSettings):
     registry: RegistryConfig = RegistryConfig()
     http: HttpConfig = HttpConfig()
     deadletter: DeadLetterConfig = DeadLetterConfig()
+    ingest: IngestConfig = IngestConfig()
     location: LocationConfig = LocationConfig()
     rules: RulesConfig = RulesConfig()
     alerts: AlertsConfig = AlertsConfig()
