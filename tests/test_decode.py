@@ -199,7 +199,7 @@ def test_max_age_is_read_from_config_as_a_duration() -> None:
 
     from streetwatch.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="ingest.max_age"):
+    with pytest.raises(ConfigError, match=r"ingest\.max_age"):
         load_settings(overrides={"ingest": {"max_age": "a month"}}, env={})
 
 
