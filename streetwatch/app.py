@@ -50,6 +50,8 @@ class Service:
             max_bytes=settings.deadletter.max_bytes,
             backups=settings.deadletter.backups,
             max_payload_chars=settings.deadletter.max_payload_chars,
+            max_per_minute=settings.deadletter.max_per_minute,
+            per_topic_per_minute=settings.deadletter.per_topic_per_minute,
         )
         st = settings.storage
         self.spool = Spool(

@@ -127,6 +127,8 @@ class DeadLetterConfig(Section):
     max_bytes: int = Field(50 * 1024**2, ge=4096)
     backups: int = Field(5, ge=0)
     max_payload_chars: int = Field(8192, ge=64)
+    max_per_minute: int = Field(6000, ge=1)
+    per_topic_per_minute: int = Field(60, ge=1)
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

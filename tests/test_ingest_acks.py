@@ -250,3 +250,65 @@ async def test_a_full_spool_on_mqtt_311_stops_reading_the_socket(
     finally:
         store_open.set()
         await service.stop()
+
+
+async def test_an_exception_of_any_class_from_one_message_never_blocks_the_window(
+    tmp_path: Path, mosquitto: Mosquitto, proxy: SniffingProxy
+) -> None:
+    service = make_service(tmp_path / "data", proxy.port)
+    real_decode = service.decoder.decode
+
+    def decode(topic: str, payload: bytes, now: int) -> Any:
+        if "/BUG/" in topic:
+            raise KeyError("a bug of ours, not the device's")
+        return real_decode(topic, payload, now)
+
+    service.decoder.decode = decode  # type: ignore[method-assign]
+    await service.start()
+    try:
+        await asyncio.wait_for(service.receiver.connected.wait(), 20)
+        msgs = readings(10) + readings(1, device="BUG") + readings(10, device="L2")
+        await asyncio.to_thread(publish, mosquitto.port, msgs)
+        await wait_for(lambda: len(proxy.pubacks()) == 21)
+        await wait_for(lambda: stored(service) == 20)
+        assert service.metrics.rejected["internal_error"] == 1
+        lines = (tmp_path / "data" / "deadletter.jsonl").read_text().splitlines()
+        assert '"reason":"internal_error"' in lines[0] and "BUG" in lines[0]
+    finally:
+        await service.stop()
+
+
+async def test_large_messages_are_decoded_off_the_event_loop(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    service = make_service(tmp_path / "data", mosquitto.port)
+    real_decode = service.decoder.decode
+    threads: list[tuple[int, int]] = []
+
+    def decode(topic: str, payload: bytes, now: int) -> Any:
+        threads.append((len(payload), threading.get_ident()))
+        return real_decode(topic, payload, now)
+
+    service.decoder.decode = decode  # type: ignore[method-assign]
+    await service.start()
+    try:
+        await asyncio.wait_for(service.receiver.connected.wait(), 20)
+        ts = now_ms() - 60_000
+        backlog = (
+            b"["
+            + b",".join(b'{"ts": %d, "on": true, "dim": 50}' % (ts + i) for i in range(3000))
+            + b"]"
+        )
+        await asyncio.to_thread(
+            publish,
+            mosquitto.port,
+            [("city/jining/lamp/GW1/telemetry", backlog), *readings(1)],
+        )
+        await wait_for(lambda: stored(service) == 3001)
+        loop_thread = threading.get_ident()
+        big = [t for n, t in threads if n > 16 * 1024]
+        small = [t for n, t in threads if n <= 16 * 1024]
+        assert big and all(t != loop_thread for t in big)
+        assert small and all(t == loop_thread for t in small)
+    finally:
+        await service.stop()
