@@ -312,3 +312,55 @@ async def test_large_messages_are_decoded_off_the_event_loop(
         assert small and all(t == loop_thread for t in small)
     finally:
         await service.stop()
+
+
+async def test_a_batch_whose_spool_write_failed_is_retried_then_acknowledged(
+    tmp_path: Path, mosquitto: Mosquitto, proxy: SniffingProxy
+) -> None:
+    from tests.test_spool_faults import FlakyFsync
+
+    service = make_service(tmp_path / "data", proxy.port)
+    await service.start()
+    try:
+        await asyncio.wait_for(service.receiver.connected.wait(), 20)
+        flaky = FlakyFsync(fail=3)  # the disk refuses three times, then recovers
+        service.spool.fsync = flaky
+        await asyncio.to_thread(publish, mosquitto.port, readings(10))
+        await wait_for(lambda: len(proxy.pubacks()) == 10, timeout=30)
+        assert [ok for _, _, ok in flaky.calls][:3] == [False, False, False]
+        assert service.metrics.spool_errors >= 3
+        await wait_for(lambda: stored(service) == 10)
+        assert service.health()["reasons"] == []  # recovered: nothing left to say
+    finally:
+        await service.stop()
+
+
+async def test_a_long_pause_does_not_make_gmqtt_drop_the_link(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    service = make_service(tmp_path / "data", mosquitto.port, "3.1.1", spool_max_bytes=1024 * 1024)
+    service.settings.mqtt.keepalive_s = 5
+    store_open = asyncio.Event()
+    real_write = service.store.write
+
+    async def stuck_write(lines: list[bytes]) -> None:
+        await store_open.wait()
+        await real_write(lines)
+
+    service.store.write = stuck_write  # type: ignore[method-assign]
+    await service.start()
+    try:
+        await asyncio.wait_for(service.receiver.connected.wait(), 20)
+        service.spool.append([b"lamp,device=F on=true %d" % i for i in range(40_000)])
+        await service.spool.durable()
+        await asyncio.to_thread(publish, mosquitto.port, readings(5))
+        await wait_for(lambda: service.receiver.paused)
+        await asyncio.sleep(13)  # more than gmqtt's 2 x keepalive without reading a byte
+        assert service.metrics.value("streetwatch_mqtt_connects_total") == 1
+        assert service.receiver.connected.is_set()
+        store_open.set()
+        await wait_for(lambda: stored(service) == 40_005, timeout=60)
+        assert not service.receiver.paused
+    finally:
+        store_open.set()
+        await service.stop()
