@@ -244,3 +244,20 @@ async def test_a_writer_that_dies_is_restarted_counted_and_reported(tmp_path: Pa
     assert store.stored[: len(LINES)] == LINES
     task.cancel()
     await spool.aclose()
+
+
+async def test_v2_a_proxys_200_page_is_not_a_commit(
+    http_server: tuple[str, type[Answer]],
+) -> None:
+    from ingest.stores.influx_v2 import InfluxV2Store
+
+    url, handler = http_server
+    handler.answer = (200, {"Content-Type": "text/html"}, LOGIN_PAGE)
+    store = InfluxV2Store(InfluxConfig(url=url, api="v2", org="o", bucket="b", token="t"))
+    with pytest.raises(RetryableStoreError, match="X-Influxdb-Version"):
+        await store.write(LINES)
+    handler.answer = (204, {}, b"")
+    await store.write(LINES)
+    handler.answer = (200, {"X-Influxdb-Version": "v2.7.11"}, b"")
+    await store.write(LINES)
+    await store.aclose()
