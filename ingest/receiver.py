@@ -224,7 +224,10 @@ class MqttReceiver:
                 mqtt_seam.puback(mid, self._proto_ver) for mid, _, _ in batch if mid is not None
             )
             if acks and mqtt_seam.connection(self._client) is conn and mqtt_seam.is_open(conn):
-                mqtt_seam.write(conn, acks)
+                try:
+                    mqtt_seam.write(conn, acks)
+                except Exception:  # the link is going: the broker redelivers them
+                    log.exception("could not write %d PUBACKs", len(batch))
             # else: the connection that delivered them is gone; the broker redelivers them and
             # the store's point identity (device + ts) makes the second copy harmless.
         finally:

@@ -195,15 +195,22 @@ class Spool:
             raise SpoolError(f"spool checkpoint {path} is unreadable: {exc}") from exc
 
     def _open_segment(self, segment: int) -> None:
+        """Start writing `segment`; on OSError nothing changed (the caller retries later)."""
         path = self._seg_path(segment)
-        self._file = open(path, "ab")  # noqa: SIM115 - closed on rotation / close()
+        file = open(path, "ab")  # noqa: SIM115 - closed on rotation / close()
+        try:
+            # The directory entry of a new segment must be durable before anything in it is
+            # acknowledged, or a power cut could take the whole file.
+            self._fsync_dir()
+        except OSError:
+            file.close()
+            raise
+        self._file = file
         self._sealed.pop(segment, None)
         self._segment = segment
         self._seg_size = 0
         self._written = Position(segment, 0)
         self._durable = Position(segment, 0)
-        # The directory entry of a new segment must be durable too.
-        self._fsync_dir()
 
     def _fsync_dir(self) -> None:
         fd = os.open(self.seg_dir, os.O_RDONLY)
