@@ -293,9 +293,13 @@ class MqttReceiver:
         """Stop reading the socket: the broker keeps the backlog, our memory stays bounded (MQTT
         3.1.1 has no receive window, and MQTT 5's window counts messages, not bytes)."""
         conn = mqtt_seam.connection(self._client)
-        if conn is None or self._paused is conn or not mqtt_seam.is_open(conn):
+        if conn is None or not mqtt_seam.is_open(conn):
             return
+        # Every time, not once: asyncio's stream reader under gmqtt resumes the transport by
+        # itself when its own buffer drains, which would undo an earlier pause.
         mqtt_seam.pause_reading(conn)
+        if self._paused is conn:
+            return
         self._paused = conn
         self.metrics.socket_paused.set(1)
         self._keepalive_tick()

@@ -173,6 +173,18 @@ async def test_qos0_readings_reach_the_store_within_the_batch_interval(
         await service.stop()
 
 
+async def peak_held(service: Service, seconds: float) -> int:
+    """The most payload bytes the receiver held in memory over a while.
+
+    (Counting what crossed the wire says little here: loopback TCP buffers grow to 32 MB.)"""
+    peak = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        peak = max(peak, service.receiver._held_bytes)
+        await asyncio.sleep(0.005)
+    return peak
+
+
 def big_readings(n: int, size: int) -> list[tuple[str, bytes]]:
     ts = now_ms() - 60_000
     pad = b"x" * size  # an unknown field: ignored, but held in memory until acknowledged
@@ -201,11 +213,10 @@ async def test_bytes_held_in_memory_are_bounded_and_the_broker_keeps_the_rest(
             asyncio.to_thread(publish, mosquitto.port, big_readings(n, 100_000))
         )
         await wait_for(lambda: gate.calls >= 1)
-        await asyncio.sleep(2.0)
+        peak = await peak_held(service, 2.0)
         assert service.metrics.value("streetwatch_mqtt_socket_paused") == 1
-        got = sum(1 for p in proxy.received if p.type == 3)
-        assert got < n * 0.6, f"{got} of {n} 100 kB messages taken into memory"
-        assert service.receiver._held_bytes < 3 * 1024 * 1024
+        # The limit, plus what one socket read and gmqtt's reader buffer had already taken.
+        assert peak < 3 * 1024 * 1024, f"{peak} bytes held, 20 MB were on the way"
         assert proxy.pubacks() == []
         gate.open.set()
         await pub
@@ -240,9 +251,8 @@ async def test_a_full_spool_on_mqtt_311_stops_reading_the_socket(
             asyncio.to_thread(publish, mosquitto.port, big_readings(n, 100_000))
         )
         await wait_for(lambda: service.metrics.value("streetwatch_mqtt_socket_paused") == 1)
-        await asyncio.sleep(2.0)
-        got = sum(1 for p in proxy.received if p.type == 3)
-        assert got < n * 0.6, f"{got} of {n} 100 kB messages taken into memory"
+        peak = await peak_held(service, 2.0)
+        assert peak < 3 * 1024 * 1024, f"{peak} bytes held, 20 MB were on the way"
         assert proxy.pubacks() == []  # acks wait while the spool is full
         store_open.set()
         await pub
