@@ -1,9 +1,10 @@
 """One message's way through: decode → validate → dead-letter / spool → observers.
 
-`take()` does the work of one message synchronously and says whether it appended to the spool;
-the receiver takes a whole socket read's worth of messages, then awaits `spool.durable()` once and
-acknowledges them all together. So a message is acknowledged only when everything it carried is
-durable in the spool (or it was dead-lettered), and the per-message cost stays small.
+`prepare()` does the work of one message synchronously and returns the lines it wants spooled;
+the receiver gathers a whole socket read's worth of messages, appends their lines at once, awaits
+`spool.durable()` once and acknowledges them all together. So a message is acknowledged only when
+everything it carried is durable in the spool (or it was dead-lettered), a spool failure is retried
+with the same lines, and the per-message cost stays small.
 """
 
 from __future__ import annotations

@@ -10,9 +10,15 @@ the service is away. Reconnects use gmqtt's loop with our exponential backoff + 
 delay; every connection change is logged once.
 
 Acks are batched: gmqtt would run one asyncio task and write one PUBACK packet per message, which
-cost more than everything else the ingest does. We take over its QoS 1 hook, gather the messages of
-one socket read, process them, await one spool fsync and write their PUBACKs in one socket write.
-This also gives manual acks on MQTT 3.1.1, where gmqtt itself only acks optimistically.
+cost more than everything else the ingest does. We take over its QoS 1 hook (through
+`ingest/mqtt_seam.py`, checked at start), gather the messages of one socket read, process them,
+await one spool fsync and write their PUBACKs in one socket write. This also gives manual acks on
+MQTT 3.1.1, where gmqtt itself only acks optimistically. QoS 0 messages take the same batches,
+without a PUBACK.
+
+Memory stays bounded: while the spool is full or more than `mqtt.max_inflight_bytes` of payload
+waits unacknowledged, the socket is not read and the broker keeps the backlog. A batch the spool
+refuses (disk full, fsync error) is retried with backoff and acknowledged only once durable.
 """
 
 from __future__ import annotations
