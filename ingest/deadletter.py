@@ -94,12 +94,17 @@ class DeadLetterLog:
             self._minute = minute
             self._in_minute = 0
             self._per_topic.clear()
-        self._per_topic[topic] += 1
-        if self._in_minute >= self.max_per_minute or (
-            self._per_topic[topic] > self.per_topic_per_minute
-        ):
-            if len(self._left_out) < 10_000 or topic in self._left_out:
+        # Past the total, topics are not even counted one by one: a flood of distinct topics
+        # must not grow memory.
+        over = self._in_minute >= self.max_per_minute
+        if not over:
+            self._per_topic[topic] += 1
+            over = self._per_topic[topic] > self.per_topic_per_minute
+        if over:
+            if len(self._left_out) < 1000 or topic in self._left_out:
                 self._left_out[topic] += 1
+            else:
+                self._left_out["(other topics)"] += 1
             self.suppressed += 1
             return False
         self._in_minute += 1

@@ -194,7 +194,9 @@ class Decoder:
             if ts < 0 or ts > 253_402_300_799_000:  # year 1970 … 9999: what InfluxDB can store
                 out.rejected.append(Rejection("bad_ts", f"ts {ts} out of range", index, item))
                 return
-            if now_ms - ts > self.max_age_ms:
+            # A status is state, not a reading (nothing is stored): a retained last will from a
+            # device gone for months still tells the rules it is offline.
+            if now_ms - ts > self.max_age_ms and parts.channel != "status":
                 out.rejected.append(
                     Rejection(
                         "ts_too_old",

@@ -185,6 +185,9 @@ def test_readings_older_than_max_age_are_too_old_and_late_ones_within_it_welcome
         NOW,
     )
     assert [r.reason for r in old.rejected] == ["ts_too_old"]
+    # A retained last will from a device gone for months is state, not a reading: still taken.
+    will = d.decode("city/jining/lamp/L1/status", b'{"online": false, "ts": 1000}', NOW)
+    assert will.rejected == [] and len(will.accepted) == 1
 
 
 def test_max_age_is_read_from_config_as_a_duration() -> None:
