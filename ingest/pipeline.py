@@ -18,7 +18,7 @@ from typing import Protocol
 from devices.messages import Observation
 from devices.registry import Registry
 from ingest.deadletter import DeadLetterLog
-from ingest.decode import Decoded, Decoder, Rejection
+from ingest.decode import Decoded, Decoder
 from ingest.lineprotocol import LineFormatter
 from ingest.metrics import IngestMetrics
 from ingest.spool import Spool
@@ -101,7 +101,7 @@ class Pipeline:
         metrics = self.metrics
         metrics.messages += 1
         if decoded.rejected:
-            self._dead_letter(topic, payload, decoded.rejected)
+            self._dead_letter(topic, payload, decoded)
         if not decoded.accepted:
             return []
         records: list[bytes] = []
@@ -126,11 +126,15 @@ class Pipeline:
                         log.exception("observer %r failed on %s", sink, obs.device_id)
         return records
 
-    def _dead_letter(self, topic: str, payload: bytes, rejected: list[Rejection]) -> None:
+    def _dead_letter(self, topic: str, payload: bytes, decoded: Decoded) -> None:
         metrics = self.metrics
+        rejected = decoded.rejected
         for rej in rejected:
             metrics.reject(rej.reason)
-        if len(rejected) <= DEAD_LETTER_ITEMS:
+        for reason, n in decoded.more.items():
+            metrics.rejected[reason] = metrics.rejected.get(reason, 0) + n
+        total = decoded.rejected_total
+        if total <= DEAD_LETTER_ITEMS:
             for rej in rejected:
                 self.deadletter.write(
                     topic=topic,
@@ -144,14 +148,14 @@ class Pipeline:
         # One gateway message with thousands of bad items: one record with the count and the
         # first reasons, not thousands that would rotate everyone else's records away.
         counts = Counter(rej.reason for rej in rejected)
-        first = rejected[0]
+        counts.update(decoded.more)
         self.deadletter.write(
             topic=topic,
-            reason=first.reason,
-            detail=f"{len(rejected)} readings of this message rejected",
+            reason=rejected[0].reason,
+            detail=f"{total} readings of this message rejected",
             payload=payload,
             item={
-                "rejected": len(rejected),
+                "rejected": total,
                 "by_reason": dict(counts.most_common()),
                 "first": [
                     {"index": r.index, "reason": r.reason, "detail": r.detail}
