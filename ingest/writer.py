@@ -51,6 +51,7 @@ class Writer:
         self.retry_after_max_s = retry_after_max_s
         self._failing = False
         self.reason: str | None = None  # why the writer is not writing, for /healthz
+        self._restart_delay = retry_min_s
         self.idle = asyncio.Event()  # set while nothing is waiting to be written (tests, shutdown)
 
     @property
@@ -62,7 +63,6 @@ class Writer:
         """Drain forever. If the loop dies of an error nobody foresaw (a full disk while writing
         the checkpoint, a corrupt store), start it again with backoff: the spool still holds
         everything not committed, and /healthz says why until a write succeeds."""
-        delay = self.retry_min_s
         while True:
             try:
                 await self._drain()
@@ -73,10 +73,11 @@ class Writer:
                 self.metrics.store_up.set(0)
                 self._failing = True
                 self.reason = f"writer restarted after an error: {exc!r}"[:500]
-                log.exception("store writer died; restarting in %.1f s", delay)
+                delay = self._restart_delay
+                log.exception("store writer died; restarting in about %.1f s", delay)
                 self.spool.rewind()  # what it had read is not committed: read it again
                 await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(self.retry_max_s, delay * 2)
+                self._restart_delay = min(self.retry_max_s, delay * 2)
             else:  # pragma: no cover - _drain never returns
                 return
 
@@ -90,6 +91,7 @@ class Writer:
             await self._write_all(batch.records)
             self.spool.commit(batch)
             self.metrics.points_written += len(batch.records)
+            self._restart_delay = self.retry_min_s
             if self.reason is not None:
                 self.reason = None
                 self._failing = False
