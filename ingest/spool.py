@@ -561,6 +561,7 @@ class Spool:
                     self._read_file = None
                     self._read_file_segment = -1
                 self._seg_path(seg).unlink(missing_ok=True)
+                self._sealed.pop(seg, None)
         self._pending_bytes = max(0, self._pending_bytes - batch.nbytes)
         if self._pending_bytes == 0:
             marks.clear()
