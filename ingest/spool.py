@@ -392,7 +392,12 @@ class Spool:
             with contextlib.suppress(Exception):
                 file.close()  # may flush more bytes: cut below
         try:
-            os.truncate(self._seg_path(seg), end)
+            if end == 0:
+                # Nothing durable in it: remove it, or every retry on a full disk leaves one more
+                # empty segment behind (the reader passes over a missing number).
+                self._seg_path(seg).unlink()
+            else:
+                os.truncate(self._seg_path(seg), end)
         except OSError as err:
             log.error("spool segment %s: cannot cut at %d (%s); reading stops there", seg, end, err)
         self._sealed[seg] = end
