@@ -80,13 +80,6 @@ class Pipeline:
             topic=topic, reason="internal_error", detail=repr(exc)[:500], payload=payload
         )
 
-    def take(self, topic: str, payload: bytes, now_ms: int | None = None) -> bool:
-        """Process one message; True if it appended to the spool (then await durable before acking)."""
-        records = self.prepare(topic, payload, now_ms)
-        if records:
-            self.spool.append(records)
-        return bool(records)
-
     def prepare(self, topic: str, payload: bytes, now_ms: int | None = None) -> list[bytes]:
         """Decode, dead-letter what is bad, tell the observers; return the lines to spool.
 
