@@ -374,3 +374,32 @@ async def test_a_long_pause_does_not_make_gmqtt_drop_the_link(
     finally:
         store_open.set()
         await service.stop()
+
+
+async def test_qos0_readings_wait_for_a_full_spool_like_any_other(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    service = make_service(tmp_path / "data", mosquitto.port, spool_max_bytes=1024 * 1024)
+    store_open = asyncio.Event()
+    real_write = service.store.write
+
+    async def stuck_write(lines: list[bytes]) -> None:
+        await store_open.wait()
+        await real_write(lines)
+
+    service.store.write = stuck_write  # type: ignore[method-assign]
+    await service.start()
+    try:
+        await asyncio.wait_for(service.receiver.connected.wait(), 20)
+        service.spool.append([b"lamp,device=F on=true %d" % i for i in range(40_000)])
+        await service.spool.durable()
+        before = service.spool.pending_bytes
+        await asyncio.to_thread(publish, mosquitto.port, readings(5), 0)
+        await wait_for(lambda: service.receiver.paused)
+        await asyncio.sleep(0.5)
+        assert service.spool.pending_bytes == before  # held back, not spooled past the limit
+        store_open.set()
+        await wait_for(lambda: stored(service) == 40_005, timeout=60)
+    finally:
+        store_open.set()
+        await service.stop()
