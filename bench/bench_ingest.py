@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.common import proc_stats, publish_backlog  # noqa: E402
+from bench.common import proc_stats, publish_backlog, recent_t0  # noqa: E402
 from tests.servers import InfluxDB, Mosquitto  # noqa: E402
 from tests.service import ServiceProcess  # noqa: E402
 
@@ -51,7 +51,7 @@ def _drain(
     n: int, data: Path, mosq: Mosquitto, influx: InfluxDB, env: dict[str, str], k: int
 ) -> float:
     ServiceProcess(data, env).start().terminate()  # registers the persistent session
-    pub_s = publish_backlog(mosq.port, n, t0=1795600000000 + k * 10 * n)
+    pub_s = publish_backlog(mosq.port, n, t0=recent_t0() - 20 * n + k * 10 * n)
     print(f"run {k + 1}: backlog of {n} QoS 1 readings queued in {pub_s:.1f} s")
     svc = ServiceProcess(data, env)
     t0 = time.perf_counter()
@@ -119,7 +119,7 @@ def main() -> None:
         # The ceiling: same broker, a backlog of the same size, a client that only acks.
         bare = [sys.executable, str(REPO / "bench" / "bare_drain.py"), str(mosq.port), str(n)]
         subprocess.run([*bare, "register"], check=True)
-        publish_backlog(mosq.port, n, t0=1795700000000)
+        publish_backlog(mosq.port, n, t0=recent_t0())
         out = subprocess.run([*bare, "drain"], check=True, capture_output=True, text=True)
         bare_s = float(out.stdout.strip())
         print(f"bare gmqtt client (ack only, the ceiling): {n / bare_s:,.0f} msg/s")

@@ -49,6 +49,11 @@ def lamp_payload(i: int, t0: int) -> bytes:
     )
 
 
+def recent_t0() -> int:
+    """A day ago, in ms: well inside ingest.max_age, and never in the future."""
+    return time.time_ns() // 1_000_000 - 86_400_000
+
+
 def publish_backlog(
     port: int,
     n: int,
@@ -56,9 +61,14 @@ def publish_backlog(
     clients: int = 4,
     devices: int = 5000,
     prefix: str = "city/jining",
-    t0: int = 1795600000000,
+    t0: int | None = None,
 ) -> float:
-    """Publish n QoS 1 lamp readings over several connections; wait for every PUBACK. Returns s."""
+    """Publish n QoS 1 lamp readings over several connections; wait for every PUBACK. Returns s.
+
+    Timestamps start at t0 (default: a day ago; the service refuses readings older than
+    ingest.max_age, 30 days by default, so a fixed date would stop working a month later)."""
+    if t0 is None:
+        t0 = recent_t0()
     acked = [0] * clients
 
     def worker(k: int) -> None:

@@ -122,7 +122,7 @@ def load_registry(path: str | Path | None) -> Registry:
             device_id = (row.get("device_id") or "").strip()
             if not device_id:
                 continue
-            if not DEVICE_ID_RE.match(device_id):
+            if not DEVICE_ID_RE.fullmatch(device_id):
                 raise RegistryError(f"{where}: device_id {device_id!r} is not allowed")
             if device_id in seen:
                 raise RegistryError(f"{where}: device_id {device_id!r} is listed twice")

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from devices.errors import RejectedInput
 from devices.kinds import CHANNELS, KINDS
 
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Used with fullmatch(): `$` would also match before a trailing newline ("L1\n").
+DEVICE_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,7 @@ class TopicParser:
         kind, device_id, channel = rest
         if kind not in KINDS:
             raise RejectedInput("unknown_kind", f"unknown device kind {kind!r}")
-        if not DEVICE_ID_RE.match(device_id):
+        if not DEVICE_ID_RE.fullmatch(device_id):
             raise RejectedInput("bad_device_id", f"device id {device_id!r} is not allowed")
         if channel not in CHANNELS:
             raise RejectedInput("unknown_channel", f"unknown channel {channel!r}")

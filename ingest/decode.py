@@ -21,6 +21,8 @@ from devices.models import DeviceEvent, DeviceStatus
 from devices.topics import TopicParser, TopicParts, alert_topic
 
 FUTURE_LIMIT_MS = 5 * 60 * 1000
+KEEP_REJECTIONS = 21  # in detail per message; the rest are counted (see Decoded.more)
+DEFAULT_MAX_AGE_S = 30 * 86400.0  # config ingest.max_age
 
 # Every reason the decoder can give; metrics pre-create a counter for each so dashboards show zeros.
 REASONS = (
@@ -37,11 +39,13 @@ REASONS = (
     "missing_ts",
     "bad_ts",
     "ts_in_future",
+    "ts_too_old",
     "missing_field",
     "wrong_type",
     "out_of_range",
     "bad_event",
     "store_rejected",
+    "internal_error",
 )
 
 
@@ -59,6 +63,19 @@ class Decoded:
     accepted: list[Observation] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     ignored: bool = False  # e.g. an empty retained status: nothing to store, nothing wrong
+    # Rejections past the first KEEP_REJECTIONS, counted by reason only: a gateway array of
+    # 120,000 bad items must not become 120,000 objects (memory, and the loop freeing them).
+    more: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, rejection: Rejection) -> None:
+        if len(self.rejected) < KEEP_REJECTIONS:
+            self.rejected.append(rejection)
+        else:
+            self.more[rejection.reason] = self.more.get(rejection.reason, 0) + 1
+
+    @property
+    def rejected_total(self) -> int:
+        return len(self.rejected) + sum(self.more.values())
 
 
 def _reason_from_validation(exc: ValidationError) -> tuple[str, str]:
@@ -82,9 +99,12 @@ def _reason_from_validation(exc: ValidationError) -> tuple[str, str]:
 class Decoder:
     """Turns (topic, payload bytes) into observations and rejections. Never raises on input."""
 
-    def __init__(self, prefix: str, max_payload_bytes: int) -> None:
+    def __init__(
+        self, prefix: str, max_payload_bytes: int, max_age_s: float = DEFAULT_MAX_AGE_S
+    ) -> None:
         self.topics = TopicParser(prefix)
         self.max_payload_bytes = max_payload_bytes
+        self.max_age_ms = int(max_age_s * 1000)
         # The service's own alert feed ({prefix}/alerts/{rule}/{device}) matches the ingest's
         # {prefix}/+/+/+ subscription: it is our output, not a device's input.
         self._own_alerts = alert_topic(prefix, "", "").rstrip("/") + "/"
@@ -98,7 +118,7 @@ class Decoder:
             return Decoded(None, rejected=[Rejection(exc.reason, exc.detail)])
         out = Decoded(parts)
         if len(payload) > self.max_payload_bytes:
-            out.rejected.append(
+            out.reject(
                 Rejection(
                     "payload_too_large",
                     f"{len(payload)} bytes > mqtt.max_payload_bytes {self.max_payload_bytes}",
@@ -126,12 +146,12 @@ class Decoder:
         try:
             body = orjson.loads(payload)  # orjson refuses invalid UTF-8 too
         except orjson.JSONDecodeError as exc:
-            out.rejected.append(_classify_bad_json(payload, exc))
+            out.reject(_classify_bad_json(payload, exc))
             return out
         if parts.channel == "telemetry":
             if isinstance(body, list):
                 if not body:
-                    out.rejected.append(Rejection("empty_array", "telemetry array has no readings"))
+                    out.reject(Rejection("empty_array", "telemetry array has no readings"))
                 for index, item in enumerate(body):
                     self._one(parts, item, now_ms, out, index)
             else:
@@ -145,7 +165,7 @@ class Decoder:
     ) -> None:
         in_array = index is not None
         if not isinstance(item, dict):
-            out.rejected.append(
+            out.reject(
                 Rejection(
                     "not_object",
                     f"{parts.channel} payload must be a JSON object"
@@ -166,7 +186,7 @@ class Decoder:
                 data = DeviceStatus.model_validate(item)
         except ValidationError as exc:
             reason, detail = _reason_from_validation(exc)
-            out.rejected.append(Rejection(reason, detail, index, item if in_array else None))
+            out.reject(Rejection(reason, detail, index, item if in_array else None))
             return
         self._accept(parts, data, now_ms, out, index, item if in_array else None)
 
@@ -176,7 +196,7 @@ class Decoder:
         ts = data.ts
         if ts is not None:
             if ts - now_ms > FUTURE_LIMIT_MS:
-                out.rejected.append(
+                out.reject(
                     Rejection(
                         "ts_in_future",
                         f"ts {ts} is {(ts - now_ms) / 1000:.0f} s ahead of the service clock",
@@ -186,7 +206,20 @@ class Decoder:
                 )
                 return
             if ts < 0 or ts > 253_402_300_799_000:  # year 1970 … 9999: what InfluxDB can store
-                out.rejected.append(Rejection("bad_ts", f"ts {ts} out of range", index, item))
+                out.reject(Rejection("bad_ts", f"ts {ts} out of range", index, item))
+                return
+            # A status is state, not a reading (nothing is stored): a retained last will from a
+            # device gone for months still tells the rules it is offline.
+            if now_ms - ts > self.max_age_ms and parts.channel != "status":
+                out.reject(
+                    Rejection(
+                        "ts_too_old",
+                        f"ts {ts} is {(now_ms - ts) / 86_400_000:.1f} days old, older than "
+                        f"ingest.max_age ({self.max_age_ms / 86_400_000:g} days)",
+                        index,
+                        item,
+                    )
+                )
                 return
         out.accepted.append(Observation(parts.kind, parts.device_id, parts.channel, data, now_ms))
 

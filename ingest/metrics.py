@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from devices.kinds import CHANNELS, KINDS
 from ingest.decode import REASONS
+from ingest.newdevices import NewDeviceRate
 
 # `*_created` series double the /metrics page and say nothing a crew or operator needs.
 disable_created_metrics()
@@ -28,6 +29,9 @@ class IngestMetrics:
         self.messages = 0
         self.unregistered = 0
         self.points_written = 0
+        self.spool_errors = 0  # failed spool appends/fsyncs (the batch is retried, never acked)
+        self.writer_restarts = 0
+        self.new_devices = NewDeviceRate()
         self.accepted: dict[tuple[str, str], int] = {
             (kind, channel): 0 for kind in KINDS for channel in CHANNELS
         }
@@ -51,6 +55,11 @@ class IngestMetrics:
         self.mqtt_connects = Counter(
             "streetwatch_mqtt_connects", "Successful broker connections", registry=r
         )
+        self.socket_paused = Gauge(
+            "streetwatch_mqtt_socket_paused",
+            "1 while the broker socket is not read (spool full or too many bytes held)",
+            registry=r,
+        )
         self.store_up = Gauge(
             "streetwatch_store_up", "1 when the last store write succeeded", registry=r
         )
@@ -71,7 +80,7 @@ class _HotCounters(Collector):
     def __init__(self, m: IngestMetrics) -> None:
         self.m = m
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         m = self.m
         yield CounterMetricFamily(
             "streetwatch_messages_received", "MQTT messages received", value=m.messages
@@ -97,4 +106,24 @@ class _HotCounters(Collector):
         )
         yield CounterMetricFamily(
             "streetwatch_points_written", "Points committed to the store", value=m.points_written
+        )
+        yield CounterMetricFamily(
+            "streetwatch_spool_errors",
+            "Spool appends or fsyncs that failed (the batch was retried, not acknowledged)",
+            value=m.spool_errors,
+        )
+        yield CounterMetricFamily(
+            "streetwatch_new_devices",
+            "Unregistered device ids seen for the first time (each is a new InfluxDB series)",
+            value=m.new_devices.total,
+        )
+        yield GaugeMetricFamily(
+            "streetwatch_new_devices_per_minute",
+            "New unregistered device ids in the last minute",
+            value=m.new_devices.per_minute(),
+        )
+        yield CounterMetricFamily(
+            "streetwatch_writer_restarts",
+            "Times the store writer died of an unforeseen error and was restarted",
+            value=m.writer_restarts,
         )

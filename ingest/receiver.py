@@ -10,9 +10,15 @@ the service is away. Reconnects use gmqtt's loop with our exponential backoff + 
 delay; every connection change is logged once.
 
 Acks are batched: gmqtt would run one asyncio task and write one PUBACK packet per message, which
-cost more than everything else the ingest does. We take over its QoS 1 hook, gather the messages of
-one socket read, process them, await one spool fsync and write their PUBACKs in one socket write.
-This also gives manual acks on MQTT 3.1.1, where gmqtt itself only acks optimistically.
+cost more than everything else the ingest does. We take over its QoS 1 hook (through
+`ingest/mqtt_seam.py`, checked at start), gather the messages of one socket read, process them,
+await one spool fsync and write their PUBACKs in one socket write. This also gives manual acks on
+MQTT 3.1.1, where gmqtt itself only acks optimistically. QoS 0 messages take the same batches,
+without a PUBACK.
+
+Memory stays bounded: while the spool is full or more than `mqtt.max_inflight_bytes` of payload
+waits unacknowledged, the socket is not read and the broker keeps the backlog. A batch the spool
+refuses (disk full, fsync error) is retried with backoff and acknowledged only once durable.
 """
 
 from __future__ import annotations
@@ -21,14 +27,14 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from typing import TYPE_CHECKING, Any
 
 import gmqtt
-from gmqtt.mqtt.constants import MQTTCommands, MQTTv50, MQTTv311
-from gmqtt.mqtt.package import CommandWithMidPacket
+from gmqtt.mqtt.constants import MQTTv50, MQTTv311
 
 from devices.topics import subscription
-from ingest.errors import SpoolError
+from ingest import mqtt_seam
 from ingest.metrics import IngestMetrics
 from ingest.pipeline import Pipeline
 
@@ -39,7 +45,11 @@ log = logging.getLogger(__name__)
 # gmqtt logs every failed reconnect attempt; we log state changes once instead.
 logging.getLogger("gmqtt").setLevel(logging.ERROR)
 
-Message = tuple[int, str, bytes]  # (packet id, topic, payload)
+Message = tuple[int | None, str, bytes]  # (packet id, None for QoS 0; topic; payload)
+
+# Payloads larger than this are decoded in a worker thread: a 256 KiB gateway array takes longer
+# than the 50 ms the event loop may spend on one message (alerts and the API wait meanwhile).
+DECODE_IN_THREAD_BYTES = 16 * 1024
 
 
 class MqttReceiver:
@@ -57,6 +67,10 @@ class MqttReceiver:
         self._delay = config.reconnect_min_s
         self._ever_connected = False
         self._stopping = False
+        self._held_bytes = 0  # payload bytes received and not yet acknowledged (or dropped)
+        self._paused: Any = None  # the connection whose socket reading is paused, if any
+        self._keepalive_handle: asyncio.TimerHandle | None = None
+        self._spool_failing = False
 
     def _make_client(self) -> gmqtt.Client:
         cfg = self.config
@@ -77,9 +91,10 @@ class MqttReceiver:
         client.set_config({"reconnect_retries": -1, "reconnect_delay": cfg.reconnect_min_s})
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_qos0_message
-        # gmqtt's per-message QoS 1 path, replaced by our batching one (see module docstring).
-        client._package_handler._handle_qos_1_publish_packet = self._on_qos1
+        client.on_message = self._on_message
+        # gmqtt's per-message QoS 1 path, replaced by our batching one (see module docstring);
+        # `check_seam()` refuses to start on a gmqtt where this would not hold.
+        mqtt_seam.install(client, self._on_qos1)
         return client
 
     async def run(self) -> None:
@@ -167,21 +182,31 @@ class MqttReceiver:
         self._delay = min(self.config.reconnect_max_s, self._delay * 2)
         client.reconnect_delay = self._delay * (0.5 + random.random())
 
-    def _on_qos0_message(
+    async def check_seam(self) -> None:
+        """Refuse to start (MqttSeamError) on a gmqtt that would ack before the spool's fsync."""
+        await mqtt_seam.self_test()
+
+    def _on_message(
         self, client: gmqtt.Client, topic: Any, payload: bytes, qos: int, properties: Any
     ) -> int:
-        # QoS 0 has nothing to acknowledge; devices should use QoS 1, but a reading is a reading.
-        try:
-            self.pipeline.take(_topic_text(topic), payload)
-        except Exception:
-            log.exception("QoS 0 message on %r could not be taken", topic)
+        if qos:  # only if gmqtt bypassed our hook, which check_seam() rules out at start
+            log.error("gmqtt delivered a QoS %d message outside the batching hook", qos)
+        # QoS 0 has nothing to acknowledge, but a reading is a reading: it takes the same way
+        # (spool limit, fsync, writer) as QoS 1, so it reaches the store within the batch interval.
+        self._enqueue(None, topic, payload)
         return 0
 
     def _on_qos1(self, mid: int, payload: bytes, topic: Any, properties: Any) -> None:
+        self._enqueue(mid, topic, payload)
+
+    def _enqueue(self, mid: int | None, topic: Any, payload: bytes) -> None:
         self._pending.append((mid, _topic_text(topic), payload))
+        self._held_bytes += len(payload)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
+        if self._held_bytes > self.config.max_inflight_bytes or self.pipeline.spool.full:
+            self._pause()
 
     def _flush(self) -> None:
         """Everything one socket read delivered becomes one batch (one fsync, one ack write)."""
@@ -189,39 +214,124 @@ class MqttReceiver:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        assert self._client is not None  # set before connecting, so before any message
-        conn = self._client._connection
+        conn = mqtt_seam.connection(self._client)
         task = asyncio.create_task(self._process(batch, conn), name="ingest-batch")
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
     async def _process(self, batch: list[Message], conn: Any) -> None:
-        pipeline = self.pipeline
-        await pipeline.ready()
-        wrote = False
+        held = sum(len(payload) for _, _, payload in batch)
         try:
-            for i, (_, topic, payload) in enumerate(batch):
-                wrote |= pipeline.take(topic, payload)
-                if i % 128 == 127:
-                    # One socket read can carry a thousand messages: let the alert publisher and
-                    # the HTTP API run between slices, so an alert never waits for the whole read.
-                    await asyncio.sleep(0)
-            if wrote:
-                await pipeline.spool.durable()
-        except SpoolError:
-            # The disk refuses: acknowledge nothing. The broker keeps these messages and
-            # redelivers them after a reconnect; never ack what is not safely stored.
-            log.exception("spool write failed; %d messages left unacknowledged", len(batch))
+            await self.pipeline.ready()
+            records = await self._prepare(batch)
+            if records and not await self._spool(records):
+                return  # stopping: unacknowledged, the broker redelivers after the restart
+            acks = b"".join(
+                mqtt_seam.puback(mid, self._proto_ver) for mid, _, _ in batch if mid is not None
+            )
+            if acks and mqtt_seam.connection(self._client) is conn and mqtt_seam.is_open(conn):
+                try:
+                    mqtt_seam.write(conn, acks)
+                except Exception:  # the link is going: the broker redelivers them
+                    log.exception("could not write %d PUBACKs", len(batch))
+            # else: the connection that delivered them is gone; the broker redelivers them and
+            # the store's point identity (device + ts) makes the second copy harmless.
+        finally:
+            self._held_bytes -= held
+            self._maybe_resume()
+
+    async def _prepare(self, batch: list[Message]) -> list[bytes]:
+        pipeline = self.pipeline
+        records: list[bytes] = []
+        for i, (_, topic, payload) in enumerate(batch):
+            try:
+                if len(payload) > DECODE_IN_THREAD_BYTES:
+                    now_ms = time.time_ns() // 1_000_000
+                    decoded = await asyncio.to_thread(
+                        pipeline.decoder.decode, topic, payload, now_ms
+                    )
+                    records += pipeline.accept(topic, payload, decoded)
+                else:
+                    records += pipeline.prepare(topic, payload)
+            except Exception as exc:
+                # Our bug, not the device's: the message is kept in the dead-letter log with the
+                # error, and the rest of the batch (and the receive window) goes on.
+                log.exception("message on %r could not be processed", topic)
+                pipeline.internal_error(topic, payload, exc)
+            if i % 128 == 127:
+                # One socket read can carry a thousand messages: let the alert publisher and
+                # the HTTP API run between slices, so an alert never waits for the whole read.
+                await asyncio.sleep(0)
+        return records
+
+    async def _spool(self, records: list[bytes]) -> bool:
+        """Append and fsync; on any failure retry the same lines with backoff until the spool
+        takes them (never ack what is not safely stored). False if stopping meanwhile."""
+        spool = self.pipeline.spool
+        delay = 0.5
+        while True:
+            try:
+                spool.append(records)
+                await spool.durable()
+            except Exception as exc:
+                self.metrics.spool_errors += 1
+                if not self._spool_failing:
+                    log.error("spool write failed (%s); holding acks and retrying", exc)
+                    self._spool_failing = True
+                if self._stopping:
+                    return False
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(30.0, delay * 2)
+                continue
+            if self._spool_failing:
+                log.info("spool takes writes again")
+                self._spool_failing = False
+            return True
+
+    # ---- socket flow control -----------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        """True while the broker socket is not read (spool full or too many bytes held)."""
+        return self._paused is not None
+
+    def _pause(self) -> None:
+        """Stop reading the socket: the broker keeps the backlog, our memory stays bounded (MQTT
+        3.1.1 has no receive window, and MQTT 5's window counts messages, not bytes)."""
+        conn = mqtt_seam.connection(self._client)
+        if conn is None or not mqtt_seam.is_open(conn):
             return
-        acks = b"".join(
-            CommandWithMidPacket.build_package(MQTTCommands.PUBACK, mid, False, 0, self._proto_ver)
-            for mid, _, _ in batch
+        # Every time, not once: asyncio's stream reader under gmqtt resumes the transport by
+        # itself when its own buffer drains, which would undo an earlier pause.
+        mqtt_seam.pause_reading(conn)
+        if self._paused is conn:
+            return
+        self._paused = conn
+        self.metrics.socket_paused.set(1)
+        self._keepalive_tick()
+
+    def _keepalive_tick(self) -> None:
+        conn = self._paused
+        if conn is None:
+            return
+        mqtt_seam.touch(conn)  # we read nothing on purpose: gmqtt must not call the link dead
+        self._keepalive_handle = asyncio.get_running_loop().call_later(
+            max(1.0, self.config.keepalive_s / 4), self._keepalive_tick
         )
-        client = self._client
-        if client is not None and client._connection is conn and not conn.is_closing():
-            conn._protocol.write_data(acks)
-        # else: the connection that delivered them is gone; the broker redelivers them and the
-        # store's point identity (device + ts) makes the second copy harmless.
+
+    def _maybe_resume(self) -> None:
+        conn = self._paused
+        if conn is None:
+            return
+        if self._held_bytes > self.config.max_inflight_bytes // 2 or self.pipeline.spool.full:
+            return
+        self._paused = None
+        if self._keepalive_handle is not None:
+            self._keepalive_handle.cancel()
+            self._keepalive_handle = None
+        self.metrics.socket_paused.set(0)
+        if mqtt_seam.is_open(conn):
+            mqtt_seam.resume_reading(conn)
 
     async def stop(self, timeout: float = 3.0) -> None:
         """Stop taking messages: let in-flight handlers finish (so they are spooled), disconnect."""

@@ -20,7 +20,9 @@ import contextlib
 import logging
 import os
 import struct
+import time
 import zlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("<II")
 READ_CHUNK = 4 * 1024 * 1024
+# No record is this large (a line of one reading); a header claiming more is damage.
+MAX_FRAME = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -65,6 +69,8 @@ class Spool:
         self.segment_bytes = segment_bytes
         self.fsync_interval_s = fsync_interval_s
         self._on_size = on_size
+        # The fsync of appended frames (an I/O edge: tests block it to prove no ack leaves early).
+        self.fsync: Callable[[int], None] = os.fsync
         # Write side
         self._file: BinaryIO | None = None
         self._segment = 0
@@ -83,6 +89,15 @@ class Spool:
         self._read_file: BinaryIO | None = None
         self._read_file_segment = -1
         self._checkpoint = Position(0, 0)
+        # Faults and their recovery
+        self._broken: BaseException | None = None  # an append failed: seal before going on
+        self._sealed: dict[int, int] = {}  # segment → end of its good frames after a failure
+        self.error: str | None = None  # the last write-side failure, until an fsync succeeds
+        self.bad_frames = 0  # damaged frames skipped while reading
+        self.skipped_bytes = 0
+        # (position, wall time of the append there), at most one a second: the age of the
+        # oldest reading not yet in the store, for /healthz
+        self._marks: deque[tuple[Position, float]] = deque()
 
     # ---- opening and recovery --------------------------------------------------------------
 
@@ -99,32 +114,38 @@ class Spool:
         return sorted(out)
 
     def open(self) -> None:
-        """Recover from disk (synchronous; call once before the event loop work starts)."""
+        """Recover from disk (synchronous; call once before the event loop work starts).
+
+        Only the newest segment can end in a torn frame (kill -9 or power loss while appending:
+        never acknowledged), so only there is a tail cut. Older segments were fsync'd whole
+        before the next one began: a bad frame there is damage to acknowledged data, so it is
+        skipped (counted, logged) and reading goes on with the next good frame."""
         try:
             self.seg_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SpoolError(f"cannot create spool directory {self.seg_dir}: {exc}") from exc
         self._checkpoint = self._load_checkpoint()
         segments = self._segments()
+        for seg in [s for s in segments if s < self._checkpoint.segment]:
+            self._seg_path(seg).unlink(missing_ok=True)
+        segments = [s for s in segments if s >= self._checkpoint.segment]
         pending = 0
         for seg in segments:
-            if seg < self._checkpoint.segment:
-                self._seg_path(seg).unlink(missing_ok=True)
-                continue
             start = self._checkpoint.offset if seg == self._checkpoint.segment else 0
-            valid_end = self._scan(seg)
             size = self._seg_path(seg).stat().st_size
-            if valid_end < size:
-                log.warning(
-                    "spool segment %s: cut %d bytes of torn tail (never acknowledged)",
-                    seg,
-                    size - valid_end,
-                )
-                with open(self._seg_path(seg), "r+b") as fh:
-                    fh.truncate(valid_end)
-                    os.fsync(fh.fileno())
-            pending += max(0, valid_end - start)
-        segments = [s for s in segments if s >= self._checkpoint.segment]
+            if seg == segments[-1]:
+                valid_end = self._scan(seg)
+                if valid_end < size:
+                    log.warning(
+                        "spool segment %s: cut %d bytes of torn tail (never acknowledged)",
+                        seg,
+                        size - valid_end,
+                    )
+                    with open(self._seg_path(seg), "r+b") as fh:
+                        fh.truncate(valid_end)
+                        os.fsync(fh.fileno())
+                    size = valid_end
+            pending += max(0, size - start)
         if segments:
             first = segments[0]
             self._read = (
@@ -136,23 +157,30 @@ class Spool:
         self._segment = (segments[-1] + 1) if segments else self._checkpoint.segment + 1
         self._open_segment(self._segment)
         self._pending_bytes = pending
+        if pending:
+            mtime = self._seg_path(segments[0]).stat().st_mtime
+            self._marks.append((self._read, mtime))
         self._report_size()
         if pending:
             log.info("spool: %d bytes from before the restart will be written first", pending)
 
     def _scan(self, segment: int) -> int:
-        """Byte offset after the last whole, checksummed frame of a segment."""
-        end = 0
+        """Byte offset after the last whole, checksummed frame of a segment (bad frames before
+        it are left for the reader to skip; only what follows the last good frame is a tail)."""
         with open(self._seg_path(segment), "rb") as fh:
             data = fh.read()
+        end = 0
+        off = 0
         n = len(data)
-        while end + HEADER.size <= n:
-            length, crc = HEADER.unpack_from(data, end)
-            start = end + HEADER.size
-            stop = start + length
-            if stop > n or zlib.crc32(data[start:stop]) != crc:
-                break
-            end = stop
+        while off + HEADER.size <= n:
+            stop = _frame_end(data, off)
+            if stop is None:
+                nxt = _next_frame(data, off + 1)
+                if nxt is None:
+                    break
+                off = nxt
+                continue
+            end = off = stop
         return end
 
     def _load_checkpoint(self) -> Position:
@@ -167,14 +195,22 @@ class Spool:
             raise SpoolError(f"spool checkpoint {path} is unreadable: {exc}") from exc
 
     def _open_segment(self, segment: int) -> None:
+        """Start writing `segment`; on OSError nothing changed (the caller retries later)."""
         path = self._seg_path(segment)
-        self._file = open(path, "ab")  # noqa: SIM115 - closed on rotation / close()
+        file = open(path, "ab")  # noqa: SIM115 - closed on rotation / close()
+        try:
+            # The directory entry of a new segment must be durable before anything in it is
+            # acknowledged, or a power cut could take the whole file.
+            self._fsync_dir()
+        except OSError:
+            file.close()
+            raise
+        self._file = file
+        self._sealed.pop(segment, None)
         self._segment = segment
         self._seg_size = 0
         self._written = Position(segment, 0)
         self._durable = Position(segment, 0)
-        # The directory entry of a new segment must be durable too.
-        self._fsync_dir()
 
     def _fsync_dir(self) -> None:
         fd = os.open(self.seg_dir, os.O_RDONLY)
@@ -212,17 +248,40 @@ class Spool:
             await self._space.wait()
 
     def append(self, records: list[bytes]) -> None:
-        """Write frames (not yet durable: await `durable()` before acknowledging)."""
-        if self._closed or self._file is None:
+        """Write frames (not yet durable: await `durable()` before acknowledging).
+
+        Raises SpoolError when the disk refuses; the spool recovers by itself (a fresh segment
+        on the next append), so the caller retries the same records later."""
+        if self._closed:
             raise SpoolError("spool is closed")
+        if self._broken is not None:
+            raise SpoolError(f"spool write failed: {self._broken}")
+        if self._file is None:
+            try:
+                self._open_segment(self._segment + 1)
+            except OSError as exc:
+                self._file = None
+                self.error = f"cannot open a new spool segment: {exc}"
+                raise SpoolError(self.error) from exc
         buf = bytearray()
         for rec in records:
             buf += HEADER.pack(len(rec), zlib.crc32(rec))
             buf += rec
+        assert self._file is not None
         try:
             self._file.write(buf)
-        except OSError as exc:
-            raise SpoolError(f"spool write failed: {exc}") from exc
+        except (OSError, ValueError) as exc:
+            # Part of buf may be in the file: the committer seals the segment at its last
+            # durable frame before anything else is written (never here: an fsync may be
+            # running on this file in a worker thread).
+            self._broken = exc
+            self.error = f"spool write failed: {exc}"
+            if self._kick is not None:
+                self._kick.set()
+            raise SpoolError(self.error) from exc
+        now = time.time()
+        if not self._marks or now - self._marks[-1][1] >= 1.0:
+            self._marks.append((self._written, now))
         self._seg_size += len(buf)
         self._pending_bytes += len(buf)
         self._written = Position(self._segment, self._seg_size)
@@ -248,30 +307,66 @@ class Spool:
                 await asyncio.sleep(self.fsync_interval_s)  # let more appends join this fsync
             try:
                 await self._sync_once(loop)
-            except Exception as exc:  # an fsync error must fail the waiters, not hang them
+            except Exception as exc:  # never hang the waiters, whatever went wrong
                 log.exception("spool fsync failed")
-                waiters, self._waiters = self._waiters, []
-                for _, fut in waiters:
-                    if not fut.done():
-                        fut.set_exception(SpoolError(f"spool fsync failed: {exc}"))
-                continue
+                self._seal(exc)
 
     async def _sync_once(self, loop: asyncio.AbstractEventLoop) -> None:
-        assert self._file is not None and self._data_ready is not None and self._kick is not None
-        target = self._written
+        assert self._data_ready is not None and self._kick is not None
         file = self._file
-        file.flush()
-        await loop.run_in_executor(None, os.fsync, file.fileno())
+        if self._broken is not None:
+            self._seal(self._broken)
+            return
+        if file is None:  # sealed, or a new segment could not be opened: nothing unsynced
+            self._resolve(self._durable)
+            return
+        target = self._written
+        try:
+            file.flush()
+            await loop.run_in_executor(None, self.fsync, file.fileno())
+        except Exception as exc:
+            # Never fsync this descriptor again: after a failed fsync the kernel may have
+            # dropped the dirty pages and a second fsync would report success for data that
+            # is not on disk. Everything since the last good fsync is not durable (and was
+            # never acknowledged): cut it and go on in a fresh segment.
+            log.error("spool fsync failed: %s", exc)
+            self._seal(exc)
+            return
+        if self._broken is not None:  # an append failed while the fsync ran
+            self._durable = max(self._durable, target)
+            self._resolve(target)
+            self._seal(self._broken)
+            return
         if self._seg_size >= self.segment_bytes and self._file is file:
             # Rotate. Appends may have landed while the fsync ran: make the whole old segment
             # durable before closing it (a short blocking fsync, once per segment).
-            file.flush()
-            os.fsync(file.fileno())
+            try:
+                file.flush()
+                self.fsync(file.fileno())
+            except Exception as exc:
+                self._durable = max(self._durable, target)
+                self._resolve(target)
+                self._seal(exc)
+                return
             target = self._written
-            file.close()
-            self._open_segment(self._segment + 1)
+            self._durable = target
+            self._file = None
+            with contextlib.suppress(OSError):
+                file.close()
+            try:
+                self._open_segment(self._segment + 1)
+            except OSError as exc:  # EMFILE, ENOSPC: the next append tries again
+                self._file = None
+                self.error = f"cannot open a new spool segment: {exc}"
+                log.error("spool: %s", self.error)
         elif target > self._durable:
             self._durable = target
+        if self._file is not None:
+            self.error = None
+        self._resolve(target)
+
+    def _resolve(self, target: Position) -> None:
+        assert self._kick is not None and self._data_ready is not None
         still = []
         for pos, fut in self._waiters:
             if pos <= target:
@@ -284,10 +379,45 @@ class Spool:
             self._kick.set()
         self._data_ready.set()
 
+    def _seal(self, exc: BaseException) -> None:
+        """End the current segment at its last durable frame and fail every waiter: what was
+        appended since the last good fsync is not durable and must not be acknowledged. The
+        next append opens a fresh segment (and a fresh descriptor)."""
+        file, self._file = self._file, None
+        self._broken = None
+        seg = self._segment
+        end = self._durable.offset if self._durable.segment == seg else 0
+        lost = self._seg_size - end
+        if file is not None:
+            with contextlib.suppress(Exception):
+                file.close()  # may flush more bytes: cut below
+        try:
+            if end == 0:
+                # Nothing durable in it: remove it, or every retry on a full disk leaves one more
+                # empty segment behind (the reader passes over a missing number).
+                self._seg_path(seg).unlink()
+            else:
+                os.truncate(self._seg_path(seg), end)
+        except OSError as err:
+            log.error("spool segment %s: cannot cut at %d (%s); reading stops there", seg, end, err)
+        self._sealed[seg] = end
+        self._seg_size = end
+        self._written = self._durable = Position(seg, end)
+        self._pending_bytes = max(0, self._pending_bytes - lost)
+        self._report_size()
+        self.error = f"spool write failed: {exc}"
+        waiters, self._waiters = self._waiters, []
+        for _, fut in waiters:
+            if not fut.done():
+                fut.set_exception(SpoolError(self.error))
+
     # ---- read side (the writer) ------------------------------------------------------------
 
     def _readable_end(self, segment: int) -> int | None:
         """Durable end of a segment being written; None for a finished segment (read to EOF)."""
+        sealed = self._sealed.get(segment)
+        if sealed is not None:
+            return sealed
         if segment == self._durable.segment:
             return self._durable.offset
         if segment > self._durable.segment:
@@ -302,6 +432,9 @@ class Spool:
         while len(records) < max_records:
             limit = self._readable_end(pos.segment)
             if limit is not None and pos.offset >= limit:
+                if pos.segment < self._durable.segment:  # a segment sealed after a failure
+                    pos = Position(pos.segment + 1, 0)
+                    continue
                 break  # caught up with the durable end of the segment being written
             fh = self._reader_for(pos.segment)
             if fh is None:
@@ -325,16 +458,30 @@ class Spool:
                 data = fh.read(HEADER.size + length)
                 off, corrupt = _parse_frames(data, records, 1)
             if corrupt or off == 0:
-                # Only a finished segment can end here (the live one is read to its durable end).
-                log.error(
-                    "spool segment %s: unreadable frame at %d; skipping the rest",
-                    pos.segment,
-                    pos.offset + off,
-                )
+                # Damage in the middle of acknowledged data: skip to the next good frame.
                 nbytes += off
-                pos = (
-                    Position(pos.segment + 1, 0) if limit is None else Position(pos.segment, limit)
+                bad = pos.offset + off
+                resume = self._next_good(fh, bad, limit)
+                end = resume if resume is not None else (limit if limit is not None else None)
+                if end is None:
+                    fh.seek(0, os.SEEK_END)
+                    end = fh.tell()
+                skipped = max(0, end - bad)
+                self.bad_frames += 1
+                self.skipped_bytes += skipped
+                nbytes += skipped
+                log.error(
+                    "spool segment %s: unreadable frame at %d; skipped %d bytes",
+                    pos.segment,
+                    bad,
+                    skipped,
                 )
+                if resume is not None:
+                    pos = Position(pos.segment, resume)
+                elif limit is None:
+                    pos = Position(pos.segment + 1, 0)
+                else:
+                    pos = Position(pos.segment, limit)
                 continue
             nbytes += off
             pos = Position(pos.segment, pos.offset + off)
@@ -342,6 +489,21 @@ class Spool:
         if not records:
             return None
         return Batch(records, pos, nbytes)
+
+    def _next_good(self, fh: BinaryIO, bad: int, limit: int | None) -> int | None:
+        """Offset of the first whole, checksummed frame after `bad` in this segment, or None."""
+        fh.seek(bad)
+        data = fh.read() if limit is None else fh.read(max(0, limit - bad))
+        nxt = _next_frame(data, 1)
+        return None if nxt is None else bad + nxt
+
+    def rewind(self) -> None:
+        """Read again from the checkpoint (the writer restarts: what it read is not committed)."""
+        self._read = self._checkpoint
+        if self._read_file is not None:
+            self._read_file.close()
+            self._read_file = None
+            self._read_file_segment = -1
 
     def _reader_for(self, segment: int) -> BinaryIO | None:
         if self._read_file_segment == segment and self._read_file is not None:
@@ -383,14 +545,20 @@ class Spool:
             await self._data_ready.wait()
 
     def commit(self, batch: Batch) -> None:
-        """The store has the batch: move the checkpoint and delete fully committed segments."""
-        self._checkpoint = batch.end
+        """The store has the batch: move the checkpoint and delete fully committed segments.
+
+        The checkpoint file is written first: if that fails (a full disk), nothing here changed
+        and the writer, restarted, reads the batch again from the old checkpoint."""
         tmp = self.dir / "checkpoint.json.tmp"
         with open(tmp, "wb") as fh:
             fh.write(orjson.dumps({"segment": batch.end.segment, "offset": batch.end.offset}))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.dir / "checkpoint.json")
+        self._checkpoint = batch.end
+        marks = self._marks
+        while len(marks) > 1 and marks[1][0] <= batch.end:
+            marks.popleft()
         for seg in self._segments():
             if seg < batch.end.segment:
                 if self._read_file_segment == seg and self._read_file is not None:
@@ -398,10 +566,19 @@ class Spool:
                     self._read_file = None
                     self._read_file_segment = -1
                 self._seg_path(seg).unlink(missing_ok=True)
+                self._sealed.pop(seg, None)
         self._pending_bytes = max(0, self._pending_bytes - batch.nbytes)
+        if self._pending_bytes == 0:
+            marks.clear()
         self._report_size()
         if self._space is not None and not self.full:
             self._space.set()
+
+    def oldest_age_s(self) -> float:
+        """Seconds since the oldest reading not yet in the store was spooled (0 if none)."""
+        if self._pending_bytes == 0 or not self._marks:
+            return 0.0
+        return max(0.0, time.time() - self._marks[0][1])
 
     def _report_size(self) -> None:
         if self._on_size is not None:
@@ -422,9 +599,13 @@ class Spool:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._committer
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            try:
+                self._file.flush()
+                self.fsync(self._file.fileno())
+            except Exception:  # what it did not cover was never acknowledged
+                log.exception("spool: final fsync failed")
+            with contextlib.suppress(Exception):
+                self._file.close()
             self._file = None
         if self._read_file is not None:
             self._read_file.close()
@@ -437,6 +618,8 @@ def _parse_frames(data: bytes, out: list[bytes], max_records: int) -> tuple[int,
     n = len(data)
     while len(out) < max_records and off + HEADER.size <= n:
         length, crc = HEADER.unpack_from(data, off)
+        if length == 0 or length > MAX_FRAME:
+            return off, True  # we never write these: a zeroed or damaged header
         start = off + HEADER.size
         stop = start + length
         if stop > n:
@@ -447,3 +630,22 @@ def _parse_frames(data: bytes, out: list[bytes], max_records: int) -> tuple[int,
         out.append(rec)
         off = stop
     return off, False
+
+
+def _frame_end(data: bytes, off: int) -> int | None:
+    """End offset of a whole, checksummed frame at `off`, or None."""
+    length, crc = HEADER.unpack_from(data, off)
+    if length == 0 or length > MAX_FRAME:
+        return None
+    stop = off + HEADER.size + length
+    if stop > len(data) or zlib.crc32(data[off + HEADER.size : stop]) != crc:
+        return None
+    return stop
+
+
+def _next_frame(data: bytes, start: int) -> int | None:
+    """The first offset at or after `start` where a whole, checksummed frame begins."""
+    for off in range(start, len(data) - HEADER.size + 1):
+        if _frame_end(data, off) is not None:
+            return off
+    return None

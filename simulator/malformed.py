@@ -12,7 +12,7 @@ import orjson
 from devices.topics import device_topic
 
 # Every reason in ingest.decode.REASONS that a device can cause (bad_topic needs a foreign prefix,
-# store_rejected the database: neither is the device's doing).
+# store_rejected the database, internal_error a bug of ours: none is the device's doing).
 DEVICE_REASONS: tuple[str, ...] = (
     "not_json",
     "not_utf8",
@@ -20,6 +20,7 @@ DEVICE_REASONS: tuple[str, ...] = (
     "missing_ts",
     "bad_ts",
     "ts_in_future",
+    "ts_too_old",
     "missing_field",
     "wrong_type",
     "out_of_range",
@@ -90,6 +91,8 @@ def build(
         return topic, orjson.dumps({**good, "ts": "2026-07-15 20:00:00"})
     if reason == "ts_in_future":  # RTC lost its battery and came back in the wrong decade
         return topic, orjson.dumps({**good, "ts": ts_ms + _FUTURE_MS})
+    if reason == "ts_too_old":  # firmware sending seconds where milliseconds belong: 1970
+        return topic, orjson.dumps({**good, "ts": ts_ms // 1000})
     if reason == "missing_field":
         return topic, orjson.dumps({k: v for k, v in good.items() if k != required})
     if reason == "wrong_type":  # a gateway that stringifies everything

@@ -22,6 +22,7 @@ from devices.catalog import set_language
 from devices.registry import load_registry
 from ingest.deadletter import DeadLetterLog
 from ingest.decode import Decoder
+from ingest.health import ingest_health
 from ingest.metrics import IngestMetrics
 from ingest.pipeline import ObservationSink, Pipeline
 from ingest.receiver import MqttReceiver
@@ -52,6 +53,8 @@ class Service:
             max_bytes=settings.deadletter.max_bytes,
             backups=settings.deadletter.backups,
             max_payload_chars=settings.deadletter.max_payload_chars,
+            max_per_minute=settings.deadletter.max_per_minute,
+            per_topic_per_minute=settings.deadletter.per_topic_per_minute,
         )
         st = settings.storage
         self.spool = Spool(
@@ -71,6 +74,7 @@ class Service:
             batch_interval_s=st.batch_interval_s,
             retry_min_s=st.retry_min_s,
             retry_max_s=st.retry_max_s,
+            retry_after_max_s=st.retry_after_max_s,
         )
         self.http_app = create_app(self.metrics.registry, self.health)
         harden(
@@ -118,7 +122,9 @@ class Service:
         self.reports: Any = None
         if settings.figures.enabled:
             self._mount_figures()
-        self.decoder = Decoder(settings.mqtt.topic_prefix, settings.mqtt.max_payload_bytes)
+        self.decoder = Decoder(
+            settings.mqtt.topic_prefix, settings.mqtt.max_payload_bytes, settings.ingest.max_age
+        )
         self.pipeline = Pipeline(
             self.decoder, self.registry, self.spool, self.deadletter, self.metrics, sinks
         )
@@ -150,17 +156,21 @@ class Service:
         mqtt_up = self.receiver.connected.is_set()
         # The writer's own flag: collecting /metrics here would run every collector per probe.
         store_up = not self.writer.failing
+        ingest = ingest_health(self, self.settings)
         return {
-            "status": "ok" if mqtt_up and store_up else "degraded",
+            "status": "ok" if mqtt_up and store_up and not ingest["reasons"] else "degraded",
             "mqtt_connected": mqtt_up,
             "store_up": store_up,
             "spool_bytes": self.spool.pending_bytes,
             "spool_full": self.spool.full,
             "registered_devices": len(self.registry),
             "uptime_s": round(time.time() - self.started, 1),
+            **ingest,
         }
 
     async def start(self) -> None:
+        # Before anything else: a gmqtt that would ack before the spool's fsync must not start.
+        await self.receiver.check_seam()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.spool.open()
         self.spool.start()

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from ingest.errors import MqttSeamError
 from streetwatch.errors import ConfigError
 
 
@@ -115,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"streetwatch: configuration error: {exc}", file=sys.stderr)
         return 2
+    except MqttSeamError as exc:
+        print(f"streetwatch: cannot start: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     parser.print_help()

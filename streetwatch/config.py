@@ -10,10 +10,17 @@ from __future__ import annotations
 import os
 import ssl
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alerts.config import AlertsConfig
@@ -64,6 +71,7 @@ class MqttConfig(Section):
     protocol: Literal["5", "3.1.1"] = "5"
     reconnect_min_s: float = Field(0.5, gt=0)
     reconnect_max_s: float = Field(30.0, gt=0)
+    max_inflight_bytes: int = Field(32 * 1024**2, ge=1024 * 1024)
     tls: TlsConfig = TlsConfig()
 
     @model_validator(mode="after")
@@ -87,6 +95,8 @@ class StorageConfig(Section):
     batch_interval_s: float = Field(1.0, gt=0)
     retry_min_s: float = Field(0.5, gt=0)
     retry_max_s: float = Field(60.0, gt=0)
+    retry_after_max_s: float = Field(60.0, gt=0)
+    stuck_after_s: float = Field(600.0, gt=0)
 
 
 class InfluxConfig(Section):
@@ -139,6 +149,33 @@ class DeadLetterConfig(Section):
     max_bytes: int = Field(50 * 1024**2, ge=4096)
     backups: int = Field(5, ge=0)
     max_payload_chars: int = Field(8192, ge=64)
+    max_per_minute: int = Field(6000, ge=1)
+    per_topic_per_minute: int = Field(60, ge=1)
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _duration_s(value: Any) -> Any:
+    """A duration: seconds as a number, or text such as `30d`, `12h`, `90m`, `45s`."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        unit = _DURATION_UNITS.get(text[-1:]) if text else None
+        number = text[:-1] if unit else text
+        try:
+            return float(number) * (unit or 1)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a duration (seconds, or a number with s, m, h, d or w)"
+            ) from None
+    return value
+
+
+class IngestConfig(Section):
+    # Oldest reading `ts` accepted; older ones are dead-lettered as ts_too_old.
+    max_age: Annotated[float, BeforeValidator(_duration_s), Field(gt=0)] = 30 * 86400.0
+    # New (unregistered) device ids per minute above which /healthz and metrics warn.
+    new_devices_warn_per_minute: int = Field(1000, ge=1)
 
 
 class LogConfig(Section):
@@ -161,6 +198,7 @@ class Settings(BaseSettings):
     registry: RegistryConfig = RegistryConfig()
     http: HttpConfig = HttpConfig()
     deadletter: DeadLetterConfig = DeadLetterConfig()
+    ingest: IngestConfig = IngestConfig()
     location: LocationConfig = LocationConfig()
     rules: RulesConfig = RulesConfig()
     alerts: AlertsConfig = AlertsConfig()

@@ -10,7 +10,9 @@ from devices.models import LampReading, WaterLevelReading
 from ingest.decode import REASONS, Decoder
 
 NOW = 1_795_600_000_000
-D = Decoder("city/jining", 256 * 1024)
+# These tests judge topics and fields, many with tiny `ts` values: no age limit here (it has its
+# own test below).
+D = Decoder("city/jining", 256 * 1024, max_age_s=1e12)
 LAMP = "city/jining/lamp/L1/telemetry"
 
 
@@ -61,7 +63,7 @@ def test_rfc3339_timestamps_with_offsets_become_utc_milliseconds() -> None:
 
 
 def test_multi_level_prefix() -> None:
-    d = Decoder("cn/shandong/jining", 1024)
+    d = Decoder("cn/shandong/jining", 1024, max_age_s=1e12)
     out = d.decode(
         "cn/shandong/jining/waterlevel/W-01.a/telemetry", b'{"ts": 1, "depth_cm": 3}', NOW
     )
@@ -166,3 +168,46 @@ def test_the_services_own_alert_feed_is_ignored_not_dead_lettered() -> None:
     assert out.ignored and not out.rejected and not out.accepted
     assert D.decode("city/jining/alerts/lamp_fault/L1", b"", NOW).ignored  # closed: empty retained
     assert reasons("city/jining/alarms/x/telemetry", b"{}") == ["unknown_kind"]
+
+
+def test_readings_older_than_max_age_are_too_old_and_late_ones_within_it_welcome() -> None:
+    d = Decoder("city/jining", 256 * 1024, max_age_s=30 * 86400)
+    day = 86_400_000
+    late = d.decode(LAMP, b'{"ts": %d, "on": true}' % (NOW - 29 * day), NOW)
+    assert late.rejected == [] and len(late.accepted) == 1
+    # A firmware that sends seconds where milliseconds belong: 1970, not today.
+    seconds = d.decode(LAMP, b'{"ts": %d, "on": true}' % (NOW // 1000), NOW)
+    assert [r.reason for r in seconds.rejected] == ["ts_too_old"]
+    assert "ingest.max_age" in seconds.rejected[0].detail
+    old = d.decode(
+        "city/jining/lamp/L1/event",
+        b'{"ts": %d, "event": "doorOpen", "state": "raised"}' % (NOW - 31 * day),
+        NOW,
+    )
+    assert [r.reason for r in old.rejected] == ["ts_too_old"]
+    # A retained last will from a device gone for months is state, not a reading: still taken.
+    will = d.decode("city/jining/lamp/L1/status", b'{"online": false, "ts": 1000}', NOW)
+    assert will.rejected == [] and len(will.accepted) == 1
+
+
+def test_max_age_is_read_from_config_as_a_duration() -> None:
+    from streetwatch.config import load_settings
+
+    assert load_settings(env={}).ingest.max_age == 30 * 86400
+    got = load_settings(overrides={"ingest": {"max_age": "12h"}}, env={}).ingest.max_age
+    assert got == 12 * 3600
+    env = {"STREETWATCH_INGEST__MAX_AGE": "400d"}
+    assert load_settings(env=env).ingest.max_age == 400 * 86400
+    import pytest
+
+    from streetwatch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"ingest\.max_age"):
+        load_settings(overrides={"ingest": {"max_age": "a month"}}, env={})
+
+
+def test_device_ids_are_matched_whole() -> None:
+    for bad in ("L1\n", "L1 ", " L1", "L1\r", "L" * 65):
+        assert reasons(f"city/jining/lamp/{bad}/telemetry", b'{"ts": 1, "on": true}') == [
+            "bad_device_id"
+        ], repr(bad)

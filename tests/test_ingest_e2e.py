@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,12 @@ W1,waterlevel,运河路,main,,,运河路 下穿,35.40,116.59,60,
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def local_rfc3339(ms: int) -> str:
+    """The time as a device in Jining writes it: RFC 3339 with a +08:00 offset."""
+    tz = datetime.timezone(datetime.timedelta(hours=8))
+    return datetime.datetime.fromtimestamp(ms / 1000, tz).isoformat(timespec="milliseconds")
 
 
 def service_env(mosquitto: Mosquitto, influxdb: InfluxDB, **extra: str) -> dict[str, str]:
@@ -81,7 +88,7 @@ def test_readings_land_with_measurement_tags_fields_and_time(
     pub.send(
         "city/jining/waterlevel/W1/telemetry",
         [
-            {"ts": "2026-07-15T21:30:00+08:00", "depth_cm": 12, "rain_mm": 4.5, "battery": 88},
+            {"ts": local_rfc3339(ts - 3_600_000), "depth_cm": 12, "rain_mm": 4.5, "battery": 88},
             {"ts": ts, "depth_cm": 0},
         ],
     )
@@ -112,7 +119,7 @@ def test_readings_land_with_measurement_tags_fields_and_time(
     assert unreg[0].get("road") is None and unreg[0]["on"] is False
 
     water = influxdb.rows('SELECT * FROM "waterlevel" ORDER BY time')
-    assert water[0]["time"] == 1784122200000  # 2026-07-15T13:30:00Z
+    assert water[0]["time"] == ts - 3_600_000  # written in +08:00, stored as UTC ms
     assert water[0]["point"] == "运河路 下穿" and water[0]["road"] == "运河路"
     event = influxdb.rows('SELECT * FROM "device_event"')[0]
     assert (event["device"], event["kind"], event["event"], event["raised"]) == (

@@ -8,6 +8,7 @@ backoff; 401/403 → keep the data and retry slowly until the operator fixes the
 from __future__ import annotations
 
 import email.utils
+import re
 import time
 from typing import TYPE_CHECKING, Protocol
 
@@ -16,6 +17,7 @@ from ingest.errors import (
     BatchTooLargeError,
     RejectedBatchError,
     RetryableStoreError,
+    ServerLimitError,
     StoreError,
 )
 
@@ -48,8 +50,18 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+# InfluxDB 1.x: "max-series-per-database limit exceeded", "max-values-per-tag limit exceeded";
+# 2.x/Cloud: "series cardinality limit", "... limit reached".
+_SERVER_LIMIT = re.compile(
+    r"max-series-per-database|max-values-per-tag|limit exceeded|cardinality limit", re.IGNORECASE
+)
+
+
 def classify_http_error(status: int, message: str, retry_after: str | None = None) -> StoreError:
     text = message.strip()[:2000] or f"HTTP {status}"
+    if status in (400, 422) and _SERVER_LIMIT.search(text):
+        # A partial write refused by a server limit: the points are fine, the server is full.
+        return ServerLimitError(text, status=status)
     if status in (400, 422):
         return RejectedBatchError(text, status=status)
     if status == 413:

@@ -70,8 +70,20 @@ class InfluxV1Store:
             )
         except httpx.HTTPError as exc:
             raise RetryableStoreError(f"InfluxDB unreachable: {exc!r}") from exc
-        if resp.status_code == 204 or resp.status_code == 200:
+        if resp.status_code == 204:
             return
+        if 200 <= resp.status_code < 300:
+            # A commit only in InfluxDB's own words: a proxy or a web server in front of the
+            # wrong host answers 200 with a page, and taking that as a commit would delete the
+            # spool's copy of points the database never saw.
+            if resp.headers.get("X-Influxdb-Version"):
+                return
+            raise RetryableStoreError(
+                f"{self.config.url} answered HTTP {resp.status_code} without InfluxDB's "
+                "X-Influxdb-Version header: not InfluxDB (a proxy or a login page?); check "
+                f"influxdb.url. Body: {resp.text[:200]!r}",
+                status=resp.status_code,
+            )
         message = _error_message(resp)
         if resp.status_code == 404 and "database not found" in message:
             self._db_ready = not self.config.create_database

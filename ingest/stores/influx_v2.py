@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ingest.errors import RetryableStoreError
@@ -37,17 +38,29 @@ class InfluxV2Store:
             retries=0,  # retries are ours: classified, with backoff, never dropping
         )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._write_service = WriteService(self._client.api_client)
 
     async def start(self) -> None:
         return None
 
     def _write_sync(self, body: bytes) -> None:
-        self._write_api.write(
-            bucket=self.config.bucket,
+        # The write service itself (not WriteApi.write), because only it tells the status and
+        # headers: a commit is 204, or a 2xx carrying InfluxDB's own version header; a proxy's
+        # 200 page is not one (the spool would drop points the database never saw).
+        _, status, headers = self._write_service.post_write_with_http_info(
             org=self.config.org or "-",
-            record=body,
-            write_precision=WritePrecision.MS,  # type: ignore[arg-type]  # a str constant
+            bucket=self.config.bucket,
+            body=body,
+            precision=WritePrecision.MS,
+            content_type="text/plain; charset=utf-8",
+            _return_http_data_only=False,
         )
+        if status != 204 and not (headers or {}).get("X-Influxdb-Version"):
+            raise RetryableStoreError(
+                f"{self.config.url} answered HTTP {status} without InfluxDB's X-Influxdb-Version "
+                "header: not InfluxDB (a proxy or a login page?); check influxdb.url",
+                status=status,
+            )
 
     async def write(self, lines: list[bytes]) -> None:
         body = b"\n".join(lines)

@@ -1,0 +1,204 @@
+"""The spool under disk faults: failed fsyncs and writes, segments that cannot be opened, damage."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest.errors import SpoolError
+from ingest.spool import HEADER, Spool
+
+
+def make(path: Path, **kw: Any) -> Spool:
+    spool = Spool(
+        path,
+        max_bytes=int(kw.get("max_bytes", 10**9)),
+        segment_bytes=int(kw.get("segment_bytes", 64 * 1024)),
+        fsync_interval_s=0.001,
+    )
+    spool.open()
+    spool.start()
+    return spool
+
+
+def drain(spool: Spool) -> list[bytes]:
+    out: list[bytes] = []
+    while (batch := spool.read_available(1000)) is not None:
+        out.extend(batch.records)
+        spool.commit(batch)
+    return out
+
+
+class FlakyFsync:
+    """Fails the first `fail` calls with EIO; records every descriptor it was called on."""
+
+    def __init__(self, fail: int = 1) -> None:
+        self.fail = fail
+        self.calls: list[tuple[int, str, bool]] = []  # (descriptor, its file, succeeded)
+
+    def __call__(self, fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if self.fail:
+            self.fail -= 1
+            self.calls.append((fd, path, False))
+            raise OSError(errno.EIO, "Input/output error")
+        os.fsync(fd)
+        self.calls.append((fd, path, True))
+
+
+async def test_a_failed_fsync_is_never_retried_on_the_same_descriptor(tmp_path: Path) -> None:
+    spool = make(tmp_path)
+    spool.append([b"a1"])
+    await spool.durable()
+    flaky = FlakyFsync()
+    spool.fsync = flaky
+    spool.append([b"b1", b"b2"])
+    with pytest.raises(SpoolError):
+        await spool.durable()
+    assert spool.error is not None
+    # The caller retries the same records: they go to a fresh segment and descriptor.
+    spool.append([b"b1", b"b2"])
+    await spool.durable()
+    (_, bad_file, failed), (_, good_file, ok) = flaky.calls
+    assert not failed and ok and spool.error is None
+    assert good_file != bad_file  # a fresh segment, a fresh descriptor
+    # What the failed fsync covered is not durable: never handed to the writer twice.
+    assert drain(spool) == [b"a1", b"b1", b"b2"]
+    await spool.aclose()
+    again = make(tmp_path)
+    assert drain(again) == []
+    await again.aclose()
+
+
+async def test_records_after_a_failed_fsync_come_back_once_after_a_restart(tmp_path: Path) -> None:
+    spool = make(tmp_path)
+    spool.append([b"a1"])
+    await spool.durable()
+    spool.fsync = FlakyFsync()
+    spool.append([b"lost?"])
+    with pytest.raises(SpoolError):
+        await spool.durable()
+    spool.append([b"lost?"])
+    await spool.durable()
+    await spool.aclose()
+    again = make(tmp_path)
+    assert drain(again) == [b"a1", b"lost?"]
+    await again.aclose()
+
+
+class BrokenFile:
+    """A segment file whose writes fail (ENOSPC) until `heal`."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def write(self, data: bytes) -> int:
+        self.real.write(bytes(data[:5]))  # a partial write landed before the error
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+async def test_a_failed_write_is_recovered_in_a_fresh_segment(tmp_path: Path) -> None:
+    spool = make(tmp_path)
+    spool.append([b"a1"])
+    await spool.durable()
+    spool.append([b"b0"])  # in the file's buffer, not yet fsync'd
+    waiting = asyncio.ensure_future(spool.durable())
+    spool._file = BrokenFile(spool._file)  # type: ignore[assignment]
+    with pytest.raises(SpoolError):
+        spool.append([b"b1"])
+    with pytest.raises(SpoolError):
+        await waiting  # sealed: nothing since the last fsync counts
+    spool.append([b"b0", b"b1"])  # the caller retries
+    await spool.durable()
+    assert drain(spool) == [b"a1", b"b0", b"b1"]
+    await spool.aclose()
+    again = make(tmp_path)
+    assert drain(again) == []
+    await again.aclose()
+
+
+async def test_a_segment_that_cannot_be_opened_at_rotation_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = make(tmp_path, segment_bytes=64 * 1024)
+    real_open = Spool._open_segment
+    failures = [OSError(errno.EMFILE, "Too many open files")] * 2
+
+    def open_segment(self: Spool, segment: int) -> None:
+        if failures:
+            raise failures.pop()
+        real_open(self, segment)
+
+    monkeypatch.setattr(Spool, "_open_segment", open_segment)
+    big = [b"x" * 1000] * 70  # past the segment size: the next fsync rotates
+    spool.append(big)
+    await spool.durable()  # the old segment is whole and durable
+    assert spool.error is not None and "open" in spool.error
+    with pytest.raises(SpoolError):
+        spool.append([b"y"])  # still cannot open one: a clear error, not a closed file
+    spool.append([b"y"])
+    await spool.durable()
+    assert spool.error is None
+    assert drain(spool) == [*big, b"y"]
+    await spool.aclose()
+
+
+async def test_a_bad_frame_in_an_older_segment_is_skipped_and_reading_goes_on(
+    tmp_path: Path,
+) -> None:
+    spool = make(tmp_path, segment_bytes=64 * 1024)
+    first = [f"first-{i:04d}".encode() * 10 for i in range(700)]
+    spool.append(first)
+    await spool.durable()
+    spool.append([b"second-segment"])
+    await spool.durable()
+    await spool.aclose()
+    segs = sorted((tmp_path / "segments").glob("*.seg"))
+    assert len(segs) >= 2
+    data = bytearray(segs[0].read_bytes())
+    frame = HEADER.size + len(first[0])
+    data[frame * 10 + HEADER.size + 3] ^= 0xFF  # bit rot in record 10 of the older segment
+    segs[0].write_bytes(bytes(data))
+    again = make(tmp_path, segment_bytes=64 * 1024)
+    assert segs[0].stat().st_size == len(data)  # nothing cut from an older segment
+    got = drain(again)
+    assert got == [*first[:10], *first[11:], b"second-segment"]
+    assert again.bad_frames == 1 and again.skipped_bytes == frame
+    assert again.pending_bytes == 0
+    await again.aclose()
+
+
+async def test_a_zeroed_region_is_damage_not_empty_records(tmp_path: Path) -> None:
+    spool = make(tmp_path, segment_bytes=64 * 1024)
+    spool.append([b"r1", b"r2"])
+    await spool.durable()
+    spool.append([b"next"] * 20000)
+    await spool.durable()
+    await spool.aclose()
+    segs = sorted((tmp_path / "segments").glob("*.seg"))
+    data = bytearray(segs[0].read_bytes())
+    data[HEADER.size + 2 : HEADER.size + 2 + 64] = bytes(64)  # a zeroed block after a crash
+    segs[0].write_bytes(bytes(data))
+    again = make(tmp_path)
+    got = drain(again)
+    assert b"" not in got and got[0] == b"r1"
+    await again.aclose()
+
+
+async def test_the_sqlite_store_commits_are_on_disk_before_the_spool_lets_go(
+    tmp_path: Path,
+) -> None:
+    from ingest.stores.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "points.sqlite")
+    await store.start()
+    assert store.query("PRAGMA synchronous") == [(2,)]  # FULL
+    await store.aclose()
