@@ -134,5 +134,6 @@ def test_check_config_never_prints_a_credential(tmp_path: Path) -> None:
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert "secret" not in out.stdout + out.stderr
+    for value in ("legacy-secret-1", "named-secret-2", "mqtt-secret-3"):
+        assert value not in out.stdout + out.stderr
     assert "调度台" in out.stdout  # the names are shown, the tokens are not
