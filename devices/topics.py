@@ -57,5 +57,34 @@ def subscription(prefix: str) -> str:
     return f"{prefix.strip('/')}/+/+/+"
 
 
+# What one topic level cannot carry as it is (contract §3): the level separator, the wildcards,
+# the escape character itself, NUL and the other control characters (C0, DEL, C1), and lone
+# surrogates, which are not UTF-8 at all.
+_UNSAFE = frozenset("%/+#" + "".join(map(chr, range(0x20))) + "".join(map(chr, range(0x7F, 0xA0))))
+
+
+def topic_safe(text: str) -> str:
+    """One topic level made from outside text (a cabinet, road or point name from the registry):
+    percent-encoded where MQTT would read it as structure or refuse it, so `C#1` → `C%231`.
+    `urllib.parse.unquote` gives the original back; everything else (Chinese text, spaces) stays."""
+    if not any(c in _UNSAFE or "\ud800" <= c <= "\udfff" for c in text):
+        return text
+    out: list[str] = []
+    for c in text:
+        if c in _UNSAFE:
+            out.append(f"%{ord(c):02X}" if ord(c) < 0x80 else _pct(c.encode("utf-8")))
+        elif "\ud800" <= c <= "\udfff":
+            out.append(_pct(c.encode("utf-8", "surrogatepass")))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _pct(raw: bytes) -> str:
+    return "".join(f"%{b:02X}" for b in raw)
+
+
 def alert_topic(prefix: str, rule: str, device_id: str) -> str:
-    return f"{prefix.strip('/')}/alerts/{rule}/{device_id}"
+    """`{prefix}/alerts/{rule}/{device_id}`, each outside level topic-safe (a cabinet's name is
+    registry text, not a device id)."""
+    return f"{prefix.strip('/')}/alerts/{topic_safe(rule)}/{topic_safe(device_id)}"
