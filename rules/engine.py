@@ -3,6 +3,7 @@
     engine = RuleEngine(config, location, registry, sink, state_path=data_dir / "rules-state.sqlite")
     engine.load_state()          # at start
     engine.observe(obs)          # every accepted reading / event / status: sync, no I/O
+    engine.link(up, wall_ms)     # our broker link went down / came back (holds the wall clock)
     engine.tick(wall_ms)         # about every second: the wall clock, used only while live
     engine.save_state()          # every few seconds and at shutdown (writes what changed)
 
@@ -77,6 +78,7 @@ class RuleEngine:
             live_lag_s=clock.live_lag_s,
             live_hold_s=clock.live_hold_s,
             gap_s=clock.gap_s,
+            backlog_quiet_s=clock.backlog_quiet_s,
         )
         self._state = StateFile(Path(state_path)) if state_path is not None else None
         self._rules: dict[str, RuleBase] = {}
@@ -111,6 +113,8 @@ class RuleEngine:
 
     def observe(self, obs: Observation) -> None:
         """Judge one accepted observation. Never blocks, never does I/O."""
+        if self.clock.back_at is not None:
+            self.clock.arrived(getattr(obs.data, "ts", None), obs.received_ms)
         dev = self._devices.get(obs.device_id)
         counts = self.counts
         if dev is None or dev.kind != obs.kind:
@@ -188,6 +192,13 @@ class RuleEngine:
         moved = self.clock.saw(ts, received_ms)
         if moved is not None:
             self._moved(moved)
+
+    def link(self, up: bool, wall_ms: int, *, backlog: bool = True) -> None:
+        """Our own link to the broker went down / came back (see rules/clock.py): while it is down,
+        and after it returns until the backlog queued meanwhile is in, `tick` does not move the
+        watermark, so our silence is never taken for the devices'. `backlog`: the broker kept our
+        session. Call `link(False, now)` before the first connection when the service starts."""
+        self.clock.link(up, wall_ms, backlog=backlog)
 
     def tick(self, wall_ms: int) -> None:
         """The wall clock moves the watermark only while the stream is live; fire due timers."""

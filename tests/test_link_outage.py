@@ -64,3 +64,129 @@ def test_after_a_long_cut_one_client_reconnects_and_stays(
             assert proxy.connections == 1, log
         finally:
             svc.stop()
+
+
+# ---- the rules' clock across our own outage ---------------------------------------------------
+
+
+def lamp_registry(path: Path, devices: int, interval_s: int) -> Path:
+    rows = [f"LD-{n + 1:05d},lamp,洸河路,main,,150,,{interval_s}" for n in range(devices)]
+    path.write_text(
+        "device_id,kind,road,road_class,cabinet,rated_w,point,report_interval_s\n"
+        + "\n".join(rows)
+        + "\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+class Load:
+    """The simulator's load mode in a thread: live lamp readings straight to the broker."""
+
+    def __init__(self, port: int, *, rate: float, seconds: float, devices: int) -> None:
+        import asyncio
+        import threading
+
+        from simulator.load import LoadOptions, run_worker
+
+        self.opts = LoadOptions(
+            port=port, rate=rate, duration_s=seconds, devices=devices, connections=4
+        )
+        self.sent = 0
+        self.result: object = None
+
+        def progress(sent: int, acked: int) -> None:
+            self.sent = sent
+
+        def main() -> None:
+            self.result = asyncio.run(run_worker(self.opts, progress))
+
+        self.thread = threading.Thread(target=main, daemon=True, name="load")
+        self.thread.start()
+
+    def join(self) -> None:
+        self.thread.join(self.opts.duration_s + 60)
+        assert not self.thread.is_alive(), "load did not finish"
+
+
+def alerts(svc: ServiceProcess, rule: str) -> list[dict[str, object]]:
+    import urllib.request
+
+    import orjson
+
+    url = f"http://127.0.0.1:{svc.http_port}/api/alerts?rule={rule}"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        items: list[dict[str, object]] = orjson.loads(r.read())["items"]
+    return items
+
+
+def clock_service(tmp_path: Path, port: int, influxdb: InfluxDB, registry: Path) -> ServiceProcess:
+    return ServiceProcess(
+        tmp_path / "data",
+        {
+            "STREETWATCH_MQTT__PORT": str(port),
+            "STREETWATCH_MQTT__RECONNECT_MAX_S": "1",
+            "STREETWATCH_INFLUXDB__URL": influxdb.url,
+            "STREETWATCH_REGISTRY__PATH": str(registry),
+            "STREETWATCH_HTTP__TOKEN": "t",
+            # Lamps burning at any hour: only absence is under test here.
+            "STREETWATCH_RULES__LAMP_DAY_BURNING__ENABLED": "false",
+            "STREETWATCH_RULES__LAMP_DARK__ENABLED": "false",
+        },
+    ).start()
+
+
+def test_a_minute_cut_with_a_big_backlog_raises_no_offline_alert(
+    tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB
+) -> None:
+    """Every device keeps reporting while our link is cut for 60 s; the broker queues 100k+
+    readings in front of the live ones. Devices report every 5 s (offline after 15 s): the wall
+    clock, let run at the return, used to call all of them offline before the backlog was in."""
+    devices = 1000
+    registry = lamp_registry(tmp_path / "registry.csv", devices, 5)
+    with CutProxy(mosquitto.port) as proxy:
+        svc = clock_service(tmp_path, proxy.port, influxdb, registry)
+        try:
+            load = Load(mosquitto.port, rate=2000, seconds=85, devices=devices)
+            until(lambda: svc.metric("streetwatch_mqtt_connected") == 1 and load.sent > 10_000)
+            proxy.cut()
+            cut_at = load.sent
+            time.sleep(60)
+            queued = load.sent - cut_at
+            proxy.restore()
+            load.join()
+            svc.wait_health(lambda h: h.get("mqtt_connected") is True, timeout=30)
+            svc.wait_drained(timeout=120)
+            time.sleep(3)  # a few ticks of the wall clock after the backlog
+            assert queued >= 100_000, queued
+            offline = alerts(svc, "device_offline")
+            assert offline == [], f"{len(offline)} false offline alerts, e.g. {offline[:1]}"
+        finally:
+            svc.stop()
+
+
+def test_a_cut_while_the_devices_also_go_silent_raises_offline_once(
+    tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB
+) -> None:
+    """A real blackout during our outage: nothing is queued, so once the link is back and no
+    backlog comes, the devices' silence is theirs: one offline alert each, once."""
+    devices = 40
+    registry = lamp_registry(tmp_path / "registry.csv", devices, 5)
+    with CutProxy(mosquitto.port) as proxy:
+        svc = clock_service(tmp_path, proxy.port, influxdb, registry)
+        try:
+            load = Load(mosquitto.port, rate=200, seconds=8, devices=devices)
+            load.join()  # the devices fall silent ...
+            proxy.cut()  # ... as our link goes
+            time.sleep(30)
+            assert alerts(svc, "device_offline") == []  # silent 30 s, due after 25 s: held
+            proxy.restore()
+            until(lambda: len(alerts(svc, "device_offline")) >= devices, timeout=60)
+            time.sleep(8)  # nothing more comes
+            offline = alerts(svc, "device_offline")
+            assert sorted(a["device"] for a in offline) == [
+                f"LD-{n + 1:05d}" for n in range(devices)
+            ]
+            assert all(a["state"] == "active" for a in offline)
+        finally:
+            svc.stop()
