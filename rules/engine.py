@@ -8,9 +8,10 @@
     engine.save_state()          # every few seconds and at shutdown (writes what changed)
 
 What happens to one observation:
-1. Per device and channel, a reading not newer than the last one judged is dropped here: a
-   redelivered duplicate never re-triggers, a late one never moves a rule back (it is stored by
-   ingest all the same).
+1. Per device and channel, a reading not newer than the last one judged never reaches the
+   device's live rules: a redelivered duplicate is dropped, an older one (a gateway's backlog sent
+   after the current reading) is judged by a run of its own (rules/late.py), so it never moves a
+   live rule back and is not lost either.
 2. The watermark moves (rules/clock.py); timers that came due fire first, in event-time order.
 3. The device's evaluators judge it (rules/evaluators.py) and their latches raise or clear
    (rules/latch.py); group rules collect members (rules/grouping.py).
@@ -33,6 +34,7 @@ from rules.errors import RuleStateError
 from rules.evaluators import AbsenceCheck, Evaluator, EventCheck, applies, make_evaluator
 from rules.grouping import GroupTracker
 from rules.latch import ACTIVE, DeviceInfo, Env
+from rules.late import LateRun
 from rules.schedule import SunSchedule
 from rules.signals import Condition, ConditionSink
 from rules.state import EncodedState, StateFile, encode
@@ -72,6 +74,7 @@ class RuleEngine:
         self.registry = registry
         self.timers = Timers(on_fire=self._fired)
         self.env = Env(sink, self.timers, SunSchedule(location))
+        self.env.late_ms = int(config.clock.live_lag_s * 1000)
         clock = config.clock
         self.clock = Watermark(
             delay_s=clock.delay_s,
@@ -80,6 +83,7 @@ class RuleEngine:
             gap_s=clock.gap_s,
             backlog_quiet_s=clock.backlog_quiet_s,
         )
+        self.env.clock = self.clock
         self._state = StateFile(Path(state_path)) if state_path is not None else None
         self._rules: dict[str, RuleBase] = {}
         self._groups_rules: dict[str, GroupRule] = {}
@@ -104,7 +108,16 @@ class RuleEngine:
         self._start_w: int | None = (
             None  # first watermark: absence of never-heard devices counts from it
         )
-        self.counts = {"observed": 0, "duplicate": 0, "late": 0, "ignored": 0, "untracked": 0}
+        self.counts = {
+            "observed": 0,
+            "duplicate": 0,
+            "late": 0,  # older than the device's newest judged, not in its gap: dropped
+            "late_judged": 0,  # in the device's latest gap: judged by a LateRun (rules/late.py)
+            "late_dropped": 0,  # ... but not newer than that run's last
+            "ignored": 0,
+            "untracked": 0,
+        }
+        self._late_runs: dict[DeviceInfo, LateRun] = {}
         self._unregistered = 0
         for device in registry:
             self._device(device.device_id, device.kind)
@@ -113,6 +126,7 @@ class RuleEngine:
 
     def observe(self, obs: Observation) -> None:
         """Judge one accepted observation. Never blocks, never does I/O."""
+        self.env.rx = obs.received_ms
         if self.clock.back_at is not None:
             self.clock.arrived(getattr(obs.data, "ts", None), obs.received_ms)
         dev = self._devices.get(obs.device_id)
@@ -128,16 +142,29 @@ class RuleEngine:
         data: Any = obs.data
         if channel == "telemetry":
             ts = data.ts
-            if ts <= dev.last_tel:
-                counts["duplicate" if ts == dev.last_tel else "late"] += 1
+            last = dev.last_tel
+            if ts <= last:
+                if ts == last:
+                    counts["duplicate"] += 1
+                elif dev.gap_from < ts < dev.gap_to:
+                    self._late(dev, channel, data, ts, obs.received_ms)
+                else:
+                    counts["late"] += 1  # judged already (a redelivery), or too old to place
                 return
+            if last >= 0 and ts - last > 2 * dev.report_interval_ms:
+                dev.gap_from, dev.gap_to = last, ts
             dev.last_tel = ts
             self._judge(dev, data, ts, obs.received_ms, dev.tel_rules)
         elif channel == "event":
             ts = data.ts
             last = dev.last_event.get(data.event, -1)
             if ts <= last:
-                counts["duplicate" if ts == last else "late"] += 1
+                if ts == last:
+                    counts["duplicate"] += 1
+                elif dev.gap_from < ts < dev.gap_to:
+                    self._late(dev, channel, data, ts, obs.received_ms)
+                else:
+                    counts["late"] += 1
                 return
             if len(dev.last_event) < 256 or data.event in dev.last_event:
                 dev.last_event[data.event] = ts
@@ -188,6 +215,36 @@ class RuleEngine:
         if self.env.pending:
             self.env.flush()
 
+    def _late(self, dev: DeviceInfo, channel: str, data: Any, ts: int, rx: int) -> None:
+        """A reading inside the device's latest gap, never judged: its own run judges it."""
+        self.counts["late_judged"] += 1
+        run = self._late_runs.get(dev)
+        if run is None:
+            run = self._late_runs[dev] = self._late_run(dev, rx)
+        taken = run.telemetry(data, ts, rx) if channel == "telemetry" else run.event(data, ts, rx)
+        if not taken:
+            self.counts["late_dropped"] += 1
+
+    def _late_run(self, dev: DeviceInfo, rx: int) -> LateRun:
+        run = LateRun(self.env.sink, self.env, dev.gap_to, rx)
+        for rule_id, rule in self._rules.items():
+            if rule_id in self._member_of:
+                continue  # decided on the onsets the group saw in order (rules/late.py)
+            spec = self._resolve(rule_id, rule, dev)
+            if not spec.enabled or not applies(spec, dev.kind) or isinstance(spec, AbsenceRule):
+                continue
+            evaluator = make_evaluator(rule_id, spec, dev, run.env, self._absence_baseline)
+            if evaluator is None:
+                continue
+            (run.events if evaluator.channel == "event" else run.tel).append(evaluator)
+        return run
+
+    def _finish_late(self, wall_ms: int) -> None:
+        quiet = self.clock.quiet_ms
+        done = [dev for dev, run in self._late_runs.items() if wall_ms - run.last_rx >= quiet]
+        for dev in done:
+            self._late_runs.pop(dev).finish(dev)
+
     def _advance(self, ts: int, received_ms: int) -> None:
         moved = self.clock.saw(ts, received_ms)
         if moved is not None:
@@ -202,6 +259,9 @@ class RuleEngine:
 
     def tick(self, wall_ms: int) -> None:
         """The wall clock moves the watermark only while the stream is live; fire due timers."""
+        self.env.rx = wall_ms
+        if self._late_runs:
+            self._finish_late(wall_ms)
         moved = self.clock.wall(wall_ms)
         if moved is not None:
             self._moved(moved)
@@ -549,6 +609,9 @@ class RuleEngine:
         )
 
     def close(self) -> None:
-        """Close the state file (call after the final save_state)."""
+        """Close the state file (call after the final save_state). Late runs still open end now."""
+        for dev, run in list(self._late_runs.items()):
+            run.finish(dev)
+        self._late_runs.clear()
         if self._state is not None:
             self._state.close()
