@@ -228,8 +228,11 @@ class RuleEngine:
     def _late_run(self, dev: DeviceInfo, rx: int) -> LateRun:
         run = LateRun(self.env.sink, self.env, dev.gap_to, rx)
         for rule_id, rule in self._rules.items():
-            if rule_id in self._member_of:
+            events = self._member_events.get(rule_id)
+            if rule_id in self._member_of and events is None:
                 continue  # decided on the onsets the group saw in order (rules/late.py)
+            if events is not None:
+                run.group_events |= events  # a cabinet's supply events: the group's, not judged
             spec = self._resolve(rule_id, rule, dev)
             if not spec.enabled or not applies(spec, dev.kind) or isinstance(spec, AbsenceRule):
                 continue

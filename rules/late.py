@@ -17,7 +17,8 @@ reported late (`Condition.reported_at`). The alert store keeps one alert per (ru
 never lets an older condition move a newer one back, so a late run cannot undo what the live
 readings decided. Absence and group members (dark lamps, offline, a cabinet's supply events) are
 left out: a late reading older than the newest says nothing about silence now, and a cabinet is
-decided on the onsets it saw in order.
+decided on the onsets it saw in order. A lamp's other fault events (driverFailure, …) are its own
+and are judged.
 
 A run ends when no late reading of the device came for `backlog_quiet_s` (wall clock): its timers
 run up to the end of the gap (the judged reading right after it), and a condition still raised
@@ -38,7 +39,17 @@ from rules.signals import ConditionSink
 class LateRun:
     """One device's late readings, judged by a private copy of its rules."""
 
-    __slots__ = ("env", "events", "last_event", "last_rx", "last_tel", "tel", "timers", "until")
+    __slots__ = (
+        "env",
+        "events",
+        "group_events",
+        "last_event",
+        "last_rx",
+        "last_tel",
+        "tel",
+        "timers",
+        "until",
+    )
 
     def __init__(self, sink: ConditionSink, outer: Env, until: int, rx: int) -> None:
         self.timers = Timers()
@@ -50,6 +61,7 @@ class LateRun:
         self.until = until  # the end of the device's gap: the judged reading right after it
         self.last_tel = -1
         self.last_event: dict[str, int] = {}
+        self.group_events: frozenset[str] = frozenset()  # left to the group (e.g. supplyLoss)
         self.last_rx = rx
 
     def telemetry(self, data: Any, ts: int, rx: int) -> bool:
@@ -63,6 +75,8 @@ class LateRun:
         return True
 
     def event(self, data: Any, ts: int, rx: int) -> bool:
+        if data.event in self.group_events:
+            return True  # a cabinet's supply event: counted by the group in order, or not at all
         if ts <= self.last_event.get(data.event, -1):
             return False
         self.last_event[data.event] = ts

@@ -118,3 +118,25 @@ def test_a_live_replay_marks_nothing_late() -> None:
         t += MIN
     raised = sink.of("water_level", "W1")
     assert raised and all(c.reported_at is None for c in raised)
+
+
+def test_late_lamp_events_outside_the_cabinet_are_judged_and_supply_loss_is_left_to_it() -> None:
+    from rules.testing import event, lamp
+
+    reg = Registry([Device("L1", "lamp", road="洸河路", cabinet="C1", rated_w=150.0)])
+    sink = RecordingSink()
+    e = RuleEngine(RulesConfig(), LocationConfig(), reg, sink)
+    e.observe(lamp("L1", NIGHT, voltage=220, power=150))
+    back = NIGHT + HOUR
+    e.observe(lamp("L1", back, voltage=220, power=150))
+    e.observe(event("L1", back, "supplyLoss", "cleared"))  # the current state first ...
+    e.observe(event("L1", back, "driverFailure", "cleared"))
+    e.observe(event("L1", NIGHT + 10 * MIN, "supplyLoss"))  # ... then the backlog
+    e.observe(event("L1", NIGHT + 20 * MIN, "driverFailure"))
+    e.observe(event("L1", NIGHT + 30 * MIN, "driverFailure", "cleared"))
+    assert e.stats()["late_judged"] == 3
+    faults = sink.of("lamp_fault", "L1")
+    assert [c.active for c in faults] == [True, False]
+    assert faults[0].at_ms == NIGHT + 20 * MIN
+    assert faults[0].extra.get("events") == "driverFailure"
+    assert sink.of("cabinet_outage") == []
