@@ -161,6 +161,7 @@ def test_a_minute_cut_with_a_big_backlog_raises_no_offline_alert(
             assert queued >= 100_000, queued
             offline = alerts(svc, "device_offline")
             assert offline == [], f"{len(offline)} false offline alerts, e.g. {offline[:1]}"
+            assert svc.metric(CONNECTS) == 2  # connected, cut, back once: no flapping
         finally:
             svc.stop()
 
