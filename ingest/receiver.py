@@ -97,6 +97,7 @@ class MqttReceiver:
         A refusal of any kind (bad credentials too) is retried the same way, so fixing the
         broker's password file needs no restart."""
         cfg = self.config
+        loop = asyncio.get_running_loop()
         delay = cfg.reconnect_min_s
         logged = False
         while not self._stopping:
@@ -127,12 +128,17 @@ class MqttReceiver:
                 delay = min(cfg.reconnect_max_s, delay * 2)
                 continue
             logged = False
-            delay = cfg.reconnect_min_s
+            up_since = loop.time()
             await self._lost.wait()
             if self._stopping:
                 return  # stop() disconnects after the in-flight batches are acknowledged
             await self._retire(client)
+            # A connection that held a while starts the backoff afresh; one the broker drops at
+            # once (another client taking our id, a refusing ACL) backs off further each time.
+            if loop.time() - up_since > max(10.0, cfg.keepalive_s):
+                delay = cfg.reconnect_min_s
             await self._pause(delay * (0.5 + random.random()))
+            delay = min(cfg.reconnect_max_s, delay * 2)
 
     async def _retire(self, client: gmqtt.Client) -> None:
         """Stop a client for good: inactive, socket closed; it never connects again by itself."""

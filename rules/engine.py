@@ -439,6 +439,9 @@ class RuleEngine:
             "devices": len(self._devices) + len(self._other_kind),
             "timers": len(self.timers),
             "watermark_ms": self.clock.value or 0,
+            # 1 while our own link is down or its backlog is coming in (the wall clock waits)
+            "clock_held": int(self.clock.held),
+            "late_runs": len(self._late_runs),
         }
 
     # ---- persistence ----------------------------------------------------------------------------
