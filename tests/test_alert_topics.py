@@ -33,7 +33,10 @@ def test_topic_safe_encodes_what_mqtt_topics_cannot_carry() -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["C#1", "C+2", "C/3", "C\x00 4", "柜\x07五", "100%"])
+@pytest.mark.parametrize(
+    "name",
+    ["C#1", "C+2", "C/3", "C\x00 4", "柜\x07五", "100%", "柜\uffff", "\ufdd0x", "\U0010fffe"],
+)
 def test_the_encoding_is_reversible(name: str) -> None:
     from urllib.parse import unquote
 
@@ -54,18 +57,19 @@ async def test_a_cabinet_named_with_wildcards_does_not_stop_the_feed(
     mqtt = alerting.mqtt
     assert mqtt is not None
     try:
-        for i, name in enumerate(["C#1", "C+2", "C/3"]):
+        for i, name in enumerate(["C#1", "C+2", "C/3", "C\uffff4"]):
             alerting.sink.on_condition(
                 cond("cabinet_outage", name, kind="cabinet", at=T0 + i, level=None, value=None)
             )
         alerting.sink.on_condition(cond(device="wl-001", at=T0 + 10))
-        await until(lambda: mqtt.published >= 4 and mqtt.queued == 0, timeout=15)
+        await until(lambda: mqtt.published >= 5 and mqtt.queued == 0, timeout=15)
         seen = await retained(mosquitto.port)
         assert sorted(seen) == sorted(
             [
                 f"{PREFIX}/alerts/cabinet_outage/C%231",
                 f"{PREFIX}/alerts/cabinet_outage/C%2B2",
                 f"{PREFIX}/alerts/cabinet_outage/C%2F3",
+                f"{PREFIX}/alerts/cabinet_outage/C%EF%BF%BF4",
                 f"{PREFIX}/alerts/water_level/wl-001",
             ]
         )
