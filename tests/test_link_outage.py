@@ -147,7 +147,7 @@ def test_a_minute_cut_with_a_big_backlog_raises_no_offline_alert(
     with CutProxy(mosquitto.port) as proxy:
         svc = clock_service(tmp_path, proxy.port, influxdb, registry)
         try:
-            load = Load(mosquitto.port, rate=2000, seconds=85, devices=devices)
+            load = Load(mosquitto.port, rate=2300, seconds=85, devices=devices)
             until(lambda: svc.metric("streetwatch_mqtt_connected") == 1 and load.sent > 10_000)
             proxy.cut()
             cut_at = load.sent
