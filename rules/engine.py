@@ -221,9 +221,7 @@ class RuleEngine:
         run = self._late_runs.get(dev)
         if run is None:
             run = self._late_runs[dev] = self._late_run(dev, rx)
-        taken = run.telemetry(data, ts, rx) if channel == "telemetry" else run.event(data, ts, rx)
-        if not taken:
-            self.counts["late_dropped"] += 1
+        run.add(channel, data, ts, rx)
 
     def _late_run(self, dev: DeviceInfo, rx: int) -> LateRun:
         run = LateRun(self.env.sink, self.env, dev.gap_to, rx)
@@ -246,7 +244,15 @@ class RuleEngine:
         quiet = self.clock.quiet_ms
         done = [dev for dev, run in self._late_runs.items() if wall_ms - run.last_rx >= quiet]
         for dev in done:
-            self._late_runs.pop(dev).finish(dev)
+            self._end_late(dev)
+
+    def _end_late(self, dev: DeviceInfo) -> None:
+        run = self._late_runs.pop(dev)
+        run.finish(dev)
+        self.counts["late_dropped"] += run.dropped
+        # What it judged is no longer a hole: a redelivery of it later changes nothing.
+        if run.last_tel > dev.gap_from:
+            dev.gap_from = run.last_tel
 
     def _advance(self, ts: int, received_ms: int) -> None:
         moved = self.clock.saw(ts, received_ms)
@@ -616,8 +622,7 @@ class RuleEngine:
 
     def close(self) -> None:
         """Close the state file (call after the final save_state). Late runs still open end now."""
-        for dev, run in list(self._late_runs.items()):
-            run.finish(dev)
-        self._late_runs.clear()
+        for dev in list(self._late_runs):
+            self._end_late(dev)
         if self._state is not None:
             self._state.close()

@@ -20,11 +20,12 @@ left out: a late reading older than the newest says nothing about silence now, a
 decided on the onsets it saw in order. A lamp's other fault events (driverFailure, …) are its own
 and are judged.
 
-A run ends when no late reading of the device came for `backlog_quiet_s` (wall clock): its timers
-run up to the end of the gap (the judged reading right after it), and a condition still raised
-then is cleared as of that reading (it showed how things stood), unless the device's live rule
-holds the same condition raised. A run is not saved: after a restart mid-run, what it raised
-stays raised until closed by hand or cleared by a later late run or live change.
+A run collects its readings and judges them in ts order when it ends (a gateway may upload its
+arrays newest first), which is when no late reading of the device came for `backlog_quiet_s`
+(wall clock). Its timers then run up to the end of the gap (the judged reading right after it),
+and a condition still raised is cleared as of that reading (it showed how things stood), unless
+the device's live rule holds the same condition raised. A run is not saved: a restart before it
+ends forgets its readings as far as the rules go (ingest has stored them all the same).
 """
 
 from __future__ import annotations
@@ -40,16 +41,20 @@ class LateRun:
     """One device's late readings, judged by a private copy of its rules."""
 
     __slots__ = (
+        "dropped",
         "env",
         "events",
         "group_events",
         "last_event",
         "last_rx",
         "last_tel",
+        "pending",
         "tel",
         "timers",
         "until",
     )
+
+    MAX_PENDING = 50_000  # readings held for sorting; past it, what is held is judged at once
 
     def __init__(self, sink: ConditionSink, outer: Env, until: int, rx: int) -> None:
         self.timers = Timers()
@@ -63,6 +68,26 @@ class LateRun:
         self.last_event: dict[str, int] = {}
         self.group_events: frozenset[str] = frozenset()  # left to the group (e.g. supplyLoss)
         self.last_rx = rx
+        # Held until the run ends, then judged in ts order: a gateway may upload its arrays
+        # newest first. (ts, arrival order, channel, data, rx)
+        self.pending: list[tuple[int, int, str, Any, int]] = []
+        self.dropped = 0  # not newer than the run's last of the same channel (duplicates)
+
+    def add(self, channel: str, data: Any, ts: int, rx: int) -> None:
+        self.last_rx = rx
+        self.pending.append((ts, len(self.pending), channel, data, rx))
+        if len(self.pending) >= self.MAX_PENDING:
+            self.judge_pending()
+
+    def judge_pending(self) -> None:
+        pending, self.pending = self.pending, []
+        pending.sort(key=lambda item: (item[0], item[1]))
+        for ts, _, channel, data, rx in pending:
+            taken = (
+                self.telemetry(data, ts, rx) if channel == "telemetry" else self.event(data, ts, rx)
+            )
+            if not taken:
+                self.dropped += 1
 
     def telemetry(self, data: Any, ts: int, rx: int) -> bool:
         """Judge one late reading; False if it is not newer than the run's last (dropped)."""
@@ -86,12 +111,13 @@ class LateRun:
         return True
 
     def _at(self, ts: int, rx: int) -> None:
-        self.last_rx = rx
         self.env.rx = rx
         self.timers.run_until(ts)  # the device's own event time
 
     def finish(self, dev: DeviceInfo) -> None:
-        """The run is over: what is still raised is cleared as of `until`, unless live holds it."""
+        """The run is over: judge what it holds in ts order; what is still raised then is cleared
+        as of `until`, unless the live rule holds it."""
+        self.judge_pending()
         self.timers.run_until(self.until)
         live = {e.rule_id: e for e in (*dev.tel_rules, *dev.event_rules)}
         for evaluator in (*self.tel, *self.events):

@@ -135,8 +135,45 @@ def test_late_lamp_events_outside_the_cabinet_are_judged_and_supply_loss_is_left
     e.observe(event("L1", NIGHT + 20 * MIN, "driverFailure"))
     e.observe(event("L1", NIGHT + 30 * MIN, "driverFailure", "cleared"))
     assert e.stats()["late_judged"] == 3
+    e.tick(back + MIN)  # the run ends once no late reading came for backlog_quiet_s
     faults = sink.of("lamp_fault", "L1")
     assert [c.active for c in faults] == [True, False]
     assert faults[0].at_ms == NIGHT + 20 * MIN
     assert faults[0].extra.get("events") == "driverFailure"
     assert sink.of("cabinet_outage") == []
+
+
+def test_a_backlog_uploaded_newest_first_is_judged_in_time_order() -> None:
+    e, sink = city()
+    night_until_the_gateway_returns(e)
+    e.observe(water("W1", BACK, 2.0, received=BACK + 500))
+    t = BACK - MIN
+    while t >= NIGHT:  # arrays newest first
+        e.observe(water("W1", t, depth(t), received=BACK + 1000))
+        t -= MIN
+    after(e, 20)
+    check_the_flood(sink)
+    assert e.stats()["late_judged"] == 300 and e.stats()["late_dropped"] == 0
+
+
+def test_a_redelivered_backlog_changes_nothing() -> None:
+    e, sink = city()
+    night_until_the_gateway_returns(e)
+    e.observe(water("W1", BACK, 2.0, received=BACK + 500))
+    backlog(e)
+    backlog(e)  # the broker redelivers it (not acknowledged before a reconnect)
+    after(e, 20)
+    check_the_flood(sink)
+    assert e.stats()["late_dropped"] == 300
+
+
+def test_a_backlog_redelivered_after_its_run_ended_changes_nothing() -> None:
+    e, sink = city()
+    night_until_the_gateway_returns(e)
+    e.observe(water("W1", BACK, 2.0, received=BACK + 500))
+    backlog(e)
+    after(e, 20)
+    check_the_flood(sink)
+    backlog(e)  # again, after a reconnect much later
+    e.tick(BACK + 30 * MIN)
+    check_the_flood(sink)
