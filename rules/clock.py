@@ -13,8 +13,9 @@ Our own link to the broker is not the devices' link: while it is down (`link(Fal
 does not move the watermark at all; when it comes back with the broker still holding our session,
 the readings queued meanwhile arrive first, so the wall clock waits until they are in: until a
 reading made after the return arrives (ts between the return and its own arrival), or nothing at all
-arrived for `backlog_quiet_s` (the queue was empty: the devices were silent too, a real blackout,
-whose offline alerts then go out). A return without our session (the broker lost it) means readings
+arrived for `backlog_quiet_s`, or three times the longest pause the backlog itself showed if
+that is longer (the queue was empty: the devices were silent too, a real blackout, whose offline
+alerts then go out). A return without our session (the broker lost it) means readings
 from the outage are gone: absence counts restart at the return rather than call everyone offline.
 
 It never moves back. Timers are (due, target) in a heap; a target whose due time moved is re-queued
@@ -101,6 +102,7 @@ class Watermark:
         # Catching up after the link came back: when it came back (wall ms), else None.
         self.back_at: int | None = None
         self.last_rx = 0  # arrival of the newest observation while catching up
+        self.pause_ms = 0  # the longest pause between arrivals while catching up
         self.value: int | None = None
         # Arrival (wall ms) of the last reading that was live; None: never live since start.
         self.last_live_rx: int | None = None
@@ -137,6 +139,7 @@ class Watermark:
         self.down_since = None
         if backlog:
             self.back_at = self.last_rx = wall_ms
+            self.pause_ms = 0
         elif self.value is not None:
             # The readings sent while we were away are lost with the session: we did not see
             # those minutes, so no device is called silent for them (absence restarts here).
@@ -148,6 +151,8 @@ class Watermark:
         if back is None:
             return
         if received_ms > self.last_rx:
+            if self.last_rx > back:  # a pause within the backlog, not the wait for its start
+                self.pause_ms = max(self.pause_ms, received_ms - self.last_rx)
             self.last_rx = received_ms
         if ts is not None and back <= ts <= received_ms:
             # Made after the link came back, and it arrived: the queue in front of it is in.
@@ -159,7 +164,10 @@ class Watermark:
         if self.down_since is not None:
             return None
         if self.back_at is not None:
-            if wall_ms - self.last_rx < self.quiet_ms:
+            # Quiet means several times longer than any pause the backlog itself showed (our own
+            # stalls: a slow disk, a busy loop), and never less than backlog_quiet_s.
+            quiet = max(self.quiet_ms, min(3 * self.pause_ms, 12 * self.quiet_ms))
+            if wall_ms - self.last_rx < quiet:
                 return None  # the backlog is still coming in
             self.back_at = None  # nothing came for a while: the queue is empty
         if not self.live(wall_ms):

@@ -447,7 +447,8 @@ class ClockConfig(_Model):
     gap_s: float = Field(1800.0, gt=0)
     # After our own link to the broker comes back, the wall clock waits until the backlog the
     # broker queued meanwhile is taken in: until a reading made after the return arrives, or no
-    # reading at all arrived for this long (the queue is empty: the devices were silent too).
+    # reading at all arrived for this long, or for three times the longest pause within the
+    # backlog if that is longer (the queue is empty: the devices were silent too).
     backlog_quiet_s: float = Field(5.0, gt=0)
 
 

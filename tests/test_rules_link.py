@@ -96,3 +96,22 @@ def test_without_link_news_the_engine_runs_as_before() -> None:
     for t in range(T0 + 60 * S, T0 + 120 * S, S):
         e.tick(t)
     assert len([c for c in sink.of("device_offline") if c.active]) == 3
+
+
+def test_a_backlog_that_pauses_is_waited_for_longer() -> None:
+    """The backlog stalled 4 s once (our disk, say): 5 s of quiet is no proof it is over."""
+    e, _sink = engine()
+    live(e, T0, T0 + 60 * S)
+    down = T0 + 60 * S
+    e.link(False, down)
+    back = down + 60 * S
+    e.link(True, back)
+    rx = back + 100
+    for n, t in enumerate(range(down, down + 30 * S, 10 * S)):
+        for i in range(3):
+            e.observe(water(f"W{i}", t, 2.0, received=rx))
+        rx += 4 * S if n == 0 else 100
+    e.tick(rx + 6 * S)
+    assert e.clock.held  # 6 s after the last arrival, but the backlog once paused 4 s
+    e.tick(rx + 13 * S)
+    assert not e.clock.held
