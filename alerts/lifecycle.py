@@ -66,6 +66,7 @@ def on_condition(
             response_due=response_due,
             resolution_due=resolution_due,
             extra=dict(condition.extra),
+            reported_at=condition.reported_at,
         )
         return Outcome(alert, _change(alert, "raised", now, None, condition))
     if at < current.condition_at:
@@ -133,6 +134,7 @@ def on_condition(
             condition_active=True,
             condition_at=at,
             updated_at=updated_at,
+            reported_at=condition.reported_at or current.reported_at,
         )
         return Outcome(alert, _change(alert, "reactivated", now, "cleared", condition))
     if not changed:

@@ -108,6 +108,9 @@ class Alert:
     escalation: int = 0
     overdue: frozenset[str] = frozenset()  # limits that passed; kept after closing (negative list)
     extra: Mapping[str, str] = field(default_factory=dict)
+    # Wall ms the service learned of the condition, when that was well after it began (the
+    # readings arrived late, e.g. a gateway's backlog): JSON `reported_late` and `reported_at`.
+    reported_at: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -157,6 +160,9 @@ class Alert:
             out["acknowledged_by"] = self.acknowledged_by
         if self.extra:
             out["extra"] = dict(self.extra)
+        if self.reported_at is not None:
+            out["reported_late"] = True
+            out["reported_at"] = rfc3339(self.reported_at)
         return out
 
     def to_record(self) -> dict[str, Any]:

@@ -84,6 +84,11 @@ class MqttOutlet:
         self.published = 0
         self.compactions = 0
         self.dropped = 0
+        self.failed = 0  # alert changes that could not be published at all (logged, skipped)
+        # After the broker dropped us mid-window, send one change at a time for that many, so a
+        # change the broker itself refuses by disconnecting is found and skipped (`_send`).
+        self._careful = 0
+        self._head_drops = 0  # connections lost while the queue's head was the one in flight
 
     # ---- the outlet side (never blocks) ---------------------------------------------------------
 
@@ -200,11 +205,14 @@ class MqttOutlet:
                     outage_logged = False
                     await self._drain(client)
                     return  # stopping and drained
-            except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
+            except Exception as exc:
                 self.connected = False
                 if self._stopping:
                     return  # broker away at shutdown: the cursor covers what is left
-                if not outage_logged:
+                if not isinstance(exc, aiomqtt.MqttError | OSError | TimeoutError):
+                    # A bug of ours or the client's must not end the feed: log it, go on.
+                    log.exception("alert publisher failed; reconnecting")
+                elif not outage_logged:
                     log.warning("alert publisher: broker unavailable (%s); queueing", exc)
                     outage_logged = True
                 delay = backoff * (0.5 + random.random() / 2)
@@ -226,10 +234,9 @@ class MqttOutlet:
         """Send until stopping with an empty queue. Raises on a lost connection."""
         assert self._wake is not None
         while True:
+            window = 1 if self._careful else self.config.window
             with self._lock:
-                batch = [
-                    self._queue.popleft() for _ in range(min(self.config.window, len(self._queue)))
-                ]
+                batch = [self._queue.popleft() for _ in range(min(window, len(self._queue)))]
             if not batch:
                 if self._stopping:
                     return
@@ -237,12 +244,17 @@ class MqttOutlet:
                 await self._wake.wait()
                 continue
             try:
-                await self._send(client, batch)
-            except BaseException:
+                sent = await self._send(client, batch)
+            except BaseException as exc:
+                if isinstance(exc, aiomqtt.MqttError | TimeoutError) and self._poisoned(batch):
+                    raise
                 with self._lock:
                     self._queue.extendleft(reversed(batch))  # back in front, same order
                 raise
-            self.published += len(batch)
+            if self._careful:
+                self._careful -= 1
+                self._head_drops = 0
+            self.published += sent
             top = max(item.seq for item in batch)
             if top and self._on_flushed is not None:
                 try:
@@ -250,18 +262,57 @@ class MqttOutlet:
                 except Exception:
                     log.exception("alert publisher: could not store its cursor")
 
-    async def _send(self, client: aiomqtt.Client, batch: list[_Item]) -> None:
+    POISON_DROPS = 5  # connections lost in a row on one lone change before it is skipped
+
+    def _poisoned(self, batch: list[_Item]) -> bool:
+        """The broker dropped the connection while `batch` was in flight. True if the batch was
+        one change that did this `POISON_DROPS` times in a row: it is counted, logged and not
+        sent again (a broker that disconnects on it would otherwise stop the feed for good)."""
+        if len(batch) > 1 or not self._careful:
+            self._careful = max(self._careful, len(batch))
+            self._head_drops = 0
+            return False
+        self._head_drops += 1
+        if self._head_drops < self.POISON_DROPS:
+            return False
+        self._head_drops = 0
+        self._careful -= 1
+        self.failed += 1
+        log.error(
+            "alert change on %r: the broker dropped the connection %d times on it; skipped",
+            batch[0].topic,
+            self.POISON_DROPS,
+        )
+        return True
+
+    async def _send(self, client: aiomqtt.Client, batch: list[_Item]) -> int:
+        """Publish a window and wait for its PUBACKs; returns how many the broker took.
+
+        A lost connection raises (the whole window is sent again after reconnecting). An item the
+        client refuses by itself (a topic it cannot carry, a payload too large) is logged, counted
+        in `failed` and skipped: one bad alert must never stop the feed for every later one."""
         # One connection keeps the order; waiting for the PUBACKs of a window at once keeps it fast.
         tasks = [
             asyncio.ensure_future(client.publish(item.topic, item.payload, qos=1, retain=True))
             for item in batch
         ]
-        done, pending = await asyncio.wait(tasks, timeout=self.config.publish_timeout_s)
+        _done, pending = await asyncio.wait(tasks, timeout=self.config.publish_timeout_s)
         for task in pending:
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
             raise TimeoutError(f"{len(pending)} alert publishes not acknowledged in time")
-        errors = [exc for task in done if (exc := task.exception()) is not None]  # all retrieved
-        if errors:
-            raise errors[0]
+        link_error: BaseException | None = None
+        sent = 0
+        for item, task in zip(batch, tasks, strict=True):
+            exc = task.exception()  # every one retrieved
+            if exc is None:
+                sent += 1
+            elif isinstance(exc, aiomqtt.MqttError | OSError | TimeoutError):
+                link_error = link_error or exc
+            else:
+                self.failed += 1
+                log.error("alert change on %r cannot be published, skipped: %r", item.topic, exc)
+        if link_error is not None:
+            raise link_error
+        return sent

@@ -318,6 +318,11 @@ class _AlertsCollector(Collector):
                 value=m.published,
             )
             yield CounterMetricFamily(
+                "streetwatch_alerts_mqtt_failed",
+                "Alert changes that could not be published at all (logged and skipped)",
+                value=m.failed,
+            )
+            yield CounterMetricFamily(
                 "streetwatch_alerts_mqtt_dropped",
                 "Superseded alert changes dropped by queue compaction",
                 value=m.dropped,

@@ -58,5 +58,39 @@ def subscription(prefix: str) -> str:
     return f"{prefix.strip('/')}/+/+/+"
 
 
+# What one topic level cannot carry as it is (contract §3): the level separator, the wildcards,
+# the escape character itself, NUL and the other control characters (C0, DEL, C1). `_refused`
+# adds what brokers refuse although it is UTF-8 text.
+_UNSAFE = frozenset("%/+#" + "".join(map(chr, range(0x20))) + "".join(map(chr, range(0x7F, 0xA0))))
+
+
+def _refused(c: str) -> bool:
+    """Characters a broker refuses in a topic (Mosquitto drops the connection): lone surrogates
+    and the Unicode noncharacters U+FDD0–U+FDEF and U+xFFFE / U+xFFFF."""
+    n = ord(c)
+    return 0xD800 <= n <= 0xDFFF or 0xFDD0 <= n <= 0xFDEF or (n & 0xFFFE) == 0xFFFE
+
+
+def topic_safe(text: str) -> str:
+    """One topic level made from outside text (a cabinet, road or point name from the registry):
+    percent-encoded where MQTT would read it as structure or refuse it, so `C#1` → `C%231`.
+    `urllib.parse.unquote` gives the original back; everything else (Chinese text, spaces) stays."""
+    if not any(c in _UNSAFE or _refused(c) for c in text):
+        return text
+    out: list[str] = []
+    for c in text:
+        if c in _UNSAFE or _refused(c):
+            out.append(_pct(c.encode("utf-8", "surrogatepass")))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _pct(raw: bytes) -> str:
+    return "".join(f"%{b:02X}" for b in raw)
+
+
 def alert_topic(prefix: str, rule: str, device_id: str) -> str:
-    return f"{prefix.strip('/')}/alerts/{rule}/{device_id}"
+    """`{prefix}/alerts/{rule}/{device_id}`, each outside level topic-safe (a cabinet's name is
+    registry text, not a device id)."""
+    return f"{prefix.strip('/')}/alerts/{topic_safe(rule)}/{topic_safe(device_id)}"

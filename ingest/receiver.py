@@ -6,8 +6,9 @@ paho-mqtt acking automatically. Manual acks are the point: a PUBACK leaves only 
 readings are durable in the spool (or it was dead-lettered).
 
 MQTT 5, fixed client id, clean_start=False and a session expiry: the broker queues readings while
-the service is away. Reconnects use gmqtt's loop with our exponential backoff + jitter fed into its
-delay; every connection change is logged once.
+the service is away. Reconnecting is ours, not gmqtt's: the lost client is stopped for good, then a
+fresh one connects after an exponential backoff with jitter (see `run`); every connection change is
+logged once and told to `on_link` (the rules' clock).
 
 Acks are batched: gmqtt would run one asyncio task and write one PUBACK packet per message, which
 cost more than everything else the ingest does. We take over its QoS 1 hook (through
@@ -28,6 +29,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gmqtt
@@ -64,13 +66,18 @@ class MqttReceiver:
         self._pending: list[Message] = []
         self._flush_scheduled = False
         self._proto_ver = MQTTv50 if config.protocol == "5" else MQTTv311
-        self._delay = config.reconnect_min_s
         self._ever_connected = False
         self._stopping = False
         self._held_bytes = 0  # payload bytes received and not yet acknowledged (or dropped)
         self._paused: Any = None  # the connection whose socket reading is paused, if any
         self._keepalive_handle: asyncio.TimerHandle | None = None
         self._spool_failing = False
+        self._stopped = asyncio.Event()
+        self._order = asyncio.Lock()  # FIFO: batches reach the rules in arrival order
+        self._lost = asyncio.Event()  # the current client's connection ended
+        # Told when our link to the broker goes down (False) or comes up (True, and whether the
+        # broker kept our session, i.e. may hold a backlog): the rules' clock needs to know.
+        self.on_link: Callable[[bool, bool], None] | None = None
 
     def _make_client(self) -> gmqtt.Client:
         cfg = self.config
@@ -80,7 +87,7 @@ class MqttReceiver:
                 "session_expiry_interval": cfg.session_expiry_s,
                 "receive_maximum": cfg.receive_maximum,
             }
-        client = self._client = gmqtt.Client(
+        client = self._client = _OneShotClient(
             cfg.client_id,
             clean_session=False,
             optimistic_acknowledgement=False,
@@ -88,7 +95,6 @@ class MqttReceiver:
         )
         if cfg.username:
             client.set_auth_credentials(cfg.username, cfg.password)
-        client.set_config({"reconnect_retries": -1, "reconnect_delay": cfg.reconnect_min_s})
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -98,61 +104,74 @@ class MqttReceiver:
         return client
 
     async def run(self) -> None:
-        """Connect (retrying with backoff until the broker answers), then keep watch: gmqtt
-        reconnects by itself, but gives up for good on a refusal it deems permanent (e.g. bad
-        credentials); then we start over, so fixing the broker's password file is enough."""
-        loop = asyncio.get_running_loop()
-        while not self._stopping:
-            client = await self._connect()
-            if client is None:
-                return
-            down_since: float | None = None
-            while not self._stopping:
-                await asyncio.sleep(self.WATCH_S)
-                if self.connected.is_set():
-                    down_since = None
-                    continue
-                down_since = down_since or loop.time()
-                if loop.time() - down_since > self.config.reconnect_max_s * 2 + self.WATCH_S:
-                    log.warning("MQTT: gmqtt stopped reconnecting; connecting afresh")
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(client.disconnect(), timeout=2)
-                    break
+        """Connect, keep the connection, and when it is lost: stop that client completely, wait
+        out a backoff (exponential, with jitter) and connect a fresh one. Always one client.
 
-    WATCH_S = 5.0
-
-    async def _connect(self) -> gmqtt.Client | None:
+        gmqtt's own reconnect loop is off (`_OneShotClient`): when a long cut made us start a
+        fresh client, the old one, still sleeping out its backoff, woke and connected beside it;
+        the broker then handed our session back and forth and the link dropped every few seconds.
+        A refusal of any kind (bad credentials too) is retried the same way, so fixing the
+        broker's password file needs no restart."""
         cfg = self.config
-        version = MQTTv50 if cfg.protocol == "5" else MQTTv311
+        loop = asyncio.get_running_loop()
         delay = cfg.reconnect_min_s
         logged = False
         while not self._stopping:
             client = self._make_client()
+            self._lost = asyncio.Event()
             try:
-                await client.connect(
-                    cfg.host,
-                    cfg.port,
-                    ssl=cfg.tls.ssl_context() or False,
-                    keepalive=cfg.keepalive_s,
-                    version=version,
+                await asyncio.wait_for(
+                    client.connect(
+                        cfg.host,
+                        cfg.port,
+                        ssl=cfg.tls.ssl_context() or False,
+                        keepalive=cfg.keepalive_s,
+                        version=self._proto_ver,
+                    ),
+                    # The link can die between TCP connect and CONNACK; gmqtt would wait forever.
+                    timeout=max(10.0, cfg.keepalive_s),
                 )
-            except Exception as exc:  # network error or CONNACK refusal: retry either way
-                with contextlib.suppress(Exception):
-                    await client.disconnect()
+            except Exception as exc:  # network error, CONNACK refusal, timeout: retry either way
+                await self._retire(client)
+                if self._stopping:
+                    return
                 if not logged:
                     log.warning(
                         "MQTT broker %s:%s not reachable (%s); retrying", cfg.host, cfg.port, exc
                     )
                     logged = True
-                await asyncio.sleep(delay * (0.5 + random.random()))
+                await self._backoff(delay * (0.5 + random.random()))
                 delay = min(cfg.reconnect_max_s, delay * 2)
                 continue
-            return client
-        return None
+            logged = False
+            up_since = loop.time()
+            await self._lost.wait()
+            if self._stopping:
+                return  # stop() disconnects after the in-flight batches are acknowledged
+            await self._retire(client)
+            # A connection that held a while starts the backoff afresh; one the broker drops at
+            # once (another client taking our id, a refusing ACL) backs off further each time.
+            if loop.time() - up_since > max(10.0, cfg.keepalive_s):
+                delay = cfg.reconnect_min_s
+            await self._backoff(delay * (0.5 + random.random()))
+            delay = min(cfg.reconnect_max_s, delay * 2)
+
+    async def _retire(self, client: gmqtt.Client) -> None:
+        """Stop a client for good: inactive, socket closed; it never connects again by itself."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.disconnect(), timeout=2)
+
+    async def _backoff(self, seconds: float) -> None:
+        """Sleep out a backoff; stop() cuts it short."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)
+
+    def _current(self, client: gmqtt.Client) -> bool:
+        return client is self._client
 
     def _on_connect(self, client: gmqtt.Client, flags: int, rc: int, properties: Any) -> None:
-        self._delay = self.config.reconnect_min_s
-        client.reconnect_delay = self._delay
+        if not self._current(client):
+            return  # a retired client's late callback
         client.subscribe(self.topic, qos=1)  # idempotent; a persistent session keeps it anyway
         self.metrics.mqtt_connected.set(1)
         self.metrics.mqtt_connects.inc()
@@ -167,8 +186,13 @@ class MqttReceiver:
         )
         self._ever_connected = True
         self.connected.set()
+        if self.on_link is not None:
+            # A session the broker kept may hold readings queued while we were away.
+            self.on_link(True, bool(flags))
 
     def _on_disconnect(self, client: gmqtt.Client, packet: Any, exc: Any = None) -> None:
+        if not self._current(client):
+            return  # a retired client's late callback
         if self.connected.is_set():
             if not self._stopping:
                 log.warning(
@@ -178,9 +202,9 @@ class MqttReceiver:
                 )
             self.metrics.mqtt_connected.set(0)
             self.connected.clear()
-        # Exponential backoff with jitter for gmqtt's next attempt.
-        self._delay = min(self.config.reconnect_max_s, self._delay * 2)
-        client.reconnect_delay = self._delay * (0.5 + random.random())
+            if self.on_link is not None:
+                self.on_link(False, False)
+        self._lost.set()
 
     async def check_seam(self) -> None:
         """Refuse to start (MqttSeamError) on a gmqtt that would ack before the spool's fsync."""
@@ -222,8 +246,14 @@ class MqttReceiver:
     async def _process(self, batch: list[Message], conn: Any) -> None:
         held = sum(len(payload) for _, _, payload in batch)
         try:
-            await self.pipeline.ready()
-            records = await self._prepare(batch)
+            # Batches are judged one after another, in the order the broker sent them: `_prepare`
+            # yields (every 128 messages, big payloads in a thread), and two batches interleaving
+            # there fed the rules a device's readings out of order (false offline, cabinet
+            # outages formed from alerts hours apart). The spool append that follows runs before
+            # the next await, so the spool keeps that order too.
+            async with self._order:
+                await self.pipeline.ready()
+                records = await self._prepare(batch)
             if records and not await self._spool(records):
                 return  # stopping: unacknowledged, the broker redelivers after the restart
             acks = b"".join(
@@ -336,6 +366,8 @@ class MqttReceiver:
     async def stop(self, timeout: float = 3.0) -> None:
         """Stop taking messages: let in-flight handlers finish (so they are spooled), disconnect."""
         self._stopping = True
+        self._stopped.set()
+        self._lost.set()
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=timeout)
         client = self._client
@@ -343,6 +375,14 @@ class MqttReceiver:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.disconnect(), timeout=2)
         self.metrics.mqtt_connected.set(0)
+
+
+class _OneShotClient(gmqtt.Client):
+    """A gmqtt client that never reconnects by itself: `MqttReceiver.run` makes a fresh one after
+    the old one is fully stopped, so two clients never hold our client id at once."""
+
+    async def reconnect(self, delay: bool = False) -> None:
+        return None
 
 
 def _topic_text(topic: Any) -> str:

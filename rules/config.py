@@ -440,6 +440,11 @@ class ClockConfig(_Model):
     # A watermark jump larger than this (a restart after a long outage with the broker session
     # lost) is a gap nobody observed: absence counts restart from its end instead of firing for all.
     gap_s: float = Field(1800.0, gt=0)
+    # After our own link to the broker comes back, the wall clock waits until the backlog the
+    # broker queued meanwhile is taken in: until a reading made after the return arrives, or no
+    # reading at all arrived for this long, or for three times the longest pause within the
+    # backlog if that is longer (the queue is empty: the devices were silent too).
+    backlog_quiet_s: float = Field(5.0, gt=0)
 
 
 class RulesConfig(BaseModel):

@@ -3,13 +3,15 @@
     engine = RuleEngine(config, location, registry, sink, state_path=data_dir / "rules-state.sqlite")
     engine.load_state()          # at start
     engine.observe(obs)          # every accepted reading / event / status: sync, no I/O
+    engine.link(up, wall_ms)     # our broker link went down / came back (holds the wall clock)
     engine.tick(wall_ms)         # about every second: the wall clock, used only while live
     engine.save_state()          # every few seconds and at shutdown (writes what changed)
 
 What happens to one observation:
-1. Per device and channel, a reading not newer than the last one judged is dropped here: a
-   redelivered duplicate never re-triggers, a late one never moves a rule back (it is stored by
-   ingest all the same).
+1. Per device and channel, a reading not newer than the last one judged never reaches the
+   device's live rules: a redelivered duplicate is dropped, an older one (a gateway's backlog sent
+   after the current reading) is judged by a run of its own (rules/late.py), so it never moves a
+   live rule back and is not lost either.
 2. The watermark moves (rules/clock.py); timers that came due fire first, in event-time order.
 3. The device's evaluators judge it (rules/evaluators.py) and their latches raise or clear
    (rules/latch.py); group rules collect members (rules/grouping.py).
@@ -33,6 +35,7 @@ from rules.errors import RuleStateError
 from rules.evaluators import AbsenceCheck, Evaluator, EventCheck, applies, make_evaluator
 from rules.grouping import GroupTracker
 from rules.latch import ACTIVE, HELD, IDLE, SUPPRESSED, DeviceInfo, Env
+from rules.late import LateRun
 from rules.schedule import SunSchedule
 from rules.signals import Condition, ConditionSink
 from rules.state import EncodedState, StateFile, encode
@@ -74,13 +77,16 @@ class RuleEngine:
         self.registry = registry
         self.timers = Timers(on_fire=self._fired)
         self.env = Env(sink, self.timers, SunSchedule(location), language)
+        self.env.late_ms = int(config.clock.live_lag_s * 1000)
         clock = config.clock
         self.clock = Watermark(
             delay_s=clock.delay_s,
             live_lag_s=clock.live_lag_s,
             live_hold_s=clock.live_hold_s,
             gap_s=clock.gap_s,
+            backlog_quiet_s=clock.backlog_quiet_s,
         )
+        self.env.clock = self.clock
         self._state = StateFile(Path(state_path)) if state_path is not None else None
         self._rules: dict[str, RuleBase] = {}
         self._groups_rules: dict[str, GroupRule] = {}
@@ -105,7 +111,16 @@ class RuleEngine:
         self._start_w: int | None = (
             None  # first watermark: absence of never-heard devices counts from it
         )
-        self.counts = {"observed": 0, "duplicate": 0, "late": 0, "ignored": 0, "untracked": 0}
+        self.counts = {
+            "observed": 0,
+            "duplicate": 0,
+            "late": 0,  # older than the device's newest judged, not in its gap: dropped
+            "late_judged": 0,  # in the device's latest gap: judged by a LateRun (rules/late.py)
+            "late_dropped": 0,  # ... but not newer than that run's last
+            "ignored": 0,
+            "untracked": 0,
+        }
+        self._late_runs: dict[DeviceInfo, LateRun] = {}
         self._unregistered = 0
         for device in registry:
             self._device(device.device_id, device.kind)
@@ -114,6 +129,9 @@ class RuleEngine:
 
     def observe(self, obs: Observation) -> None:
         """Judge one accepted observation. Never blocks, never does I/O."""
+        self.env.rx = obs.received_ms
+        if self.clock.back_at is not None:
+            self.clock.arrived(getattr(obs.data, "ts", None), obs.received_ms)
         dev = self._devices.get(obs.device_id)
         counts = self.counts
         if dev is None or dev.kind != obs.kind:
@@ -127,16 +145,29 @@ class RuleEngine:
         data: Any = obs.data
         if channel == "telemetry":
             ts = data.ts
-            if ts <= dev.last_tel:
-                counts["duplicate" if ts == dev.last_tel else "late"] += 1
+            last = dev.last_tel
+            if ts <= last:
+                if ts == last:
+                    counts["duplicate"] += 1
+                elif dev.gap_from < ts < dev.gap_to:
+                    self._late(dev, channel, data, ts, obs.received_ms)
+                else:
+                    counts["late"] += 1  # judged already (a redelivery), or too old to place
                 return
+            if last >= 0 and ts - last > 2 * dev.report_interval_ms:
+                dev.gap_from, dev.gap_to = last, ts
             dev.last_tel = ts
             self._judge(dev, data, ts, obs.received_ms, dev.tel_rules)
         elif channel == "event":
             ts = data.ts
             last = dev.last_event.get(data.event, -1)
             if ts <= last:
-                counts["duplicate" if ts == last else "late"] += 1
+                if ts == last:
+                    counts["duplicate"] += 1
+                elif dev.gap_from < ts < dev.gap_to:
+                    self._late(dev, channel, data, ts, obs.received_ms)
+                else:
+                    counts["late"] += 1
                 return
             if len(dev.last_event) < 256 or data.event in dev.last_event:
                 dev.last_event[data.event] = ts
@@ -187,13 +218,62 @@ class RuleEngine:
         if self.env.pending:
             self.env.flush()
 
+    def _late(self, dev: DeviceInfo, channel: str, data: Any, ts: int, rx: int) -> None:
+        """A reading inside the device's latest gap, never judged: its own run judges it."""
+        self.counts["late_judged"] += 1
+        run = self._late_runs.get(dev)
+        if run is None:
+            run = self._late_runs[dev] = self._late_run(dev, rx)
+        run.add(channel, data, ts, rx)
+
+    def _late_run(self, dev: DeviceInfo, rx: int) -> LateRun:
+        run = LateRun(self.env.sink, self.env, dev.gap_to, rx)
+        for rule_id, rule in self._rules.items():
+            events = self._member_events.get(rule_id)
+            if rule_id in self._member_of and events is None:
+                continue  # decided on the onsets the group saw in order (rules/late.py)
+            if events is not None:
+                run.group_events |= events  # a cabinet's supply events: the group's, not judged
+            spec = self._resolve(rule_id, rule, dev)
+            if not spec.enabled or not applies(spec, dev.kind) or isinstance(spec, AbsenceRule):
+                continue
+            evaluator = make_evaluator(rule_id, spec, dev, run.env, self._absence_baseline)
+            if evaluator is None:
+                continue
+            (run.events if evaluator.channel == "event" else run.tel).append(evaluator)
+        return run
+
+    def _finish_late(self, wall_ms: int) -> None:
+        quiet = self.clock.quiet_ms
+        done = [dev for dev, run in self._late_runs.items() if wall_ms - run.last_rx >= quiet]
+        for dev in done:
+            self._end_late(dev)
+
+    def _end_late(self, dev: DeviceInfo) -> None:
+        run = self._late_runs.pop(dev)
+        run.finish(dev)
+        self.counts["late_dropped"] += run.dropped
+        # What it judged is no longer a hole: a redelivery of it later changes nothing.
+        if run.last_tel > dev.gap_from:
+            dev.gap_from = run.last_tel
+
     def _advance(self, ts: int, received_ms: int) -> None:
         moved = self.clock.saw(ts, received_ms)
         if moved is not None:
             self._moved(moved)
 
+    def link(self, up: bool, wall_ms: int, *, backlog: bool = True) -> None:
+        """Our own link to the broker went down / came back (see rules/clock.py): while it is down,
+        and after it returns until the backlog queued meanwhile is in, `tick` does not move the
+        watermark, so our silence is never taken for the devices'. `backlog`: the broker kept our
+        session. Call `link(False, now)` before the first connection when the service starts."""
+        self.clock.link(up, wall_ms, backlog=backlog)
+
     def tick(self, wall_ms: int) -> None:
         """The wall clock moves the watermark only while the stream is live; fire due timers."""
+        self.env.rx = wall_ms
+        if self._late_runs:
+            self._finish_late(wall_ms)
         moved = self.clock.wall(wall_ms)
         if moved is not None:
             self._moved(moved)
@@ -369,6 +449,9 @@ class RuleEngine:
             "devices": len(self._devices) + len(self._other_kind),
             "timers": len(self.timers),
             "watermark_ms": self.clock.value or 0,
+            # 1 while our own link is down or its backlog is coming in (the wall clock waits)
+            "clock_held": int(self.clock.held),
+            "late_runs": len(self._late_runs),
         }
 
     # ---- persistence ----------------------------------------------------------------------------
@@ -605,7 +688,9 @@ class RuleEngine:
         )
 
     def close(self) -> None:
-        """Close the state file (call after the final save_state)."""
+        """Close the state file (call after the final save_state). Late runs still open end now."""
+        for dev in list(self._late_runs):
+            self._end_late(dev)
         if self._state is not None:
             self._state.close()
 

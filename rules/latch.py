@@ -20,6 +20,7 @@ so the result does not depend on when the watermark happened to move.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from devices.catalog import standard_message
@@ -53,6 +54,12 @@ class Env:
         self.sun = sun
         self.pending: list[GroupTracker] = []  # groups with news for the sink (see flush)
         self.emitted = 0
+        # Arrival (wall ms) of what is being judged: the observation's received_ms, or the wall
+        # clock of a tick. A Condition whose event time is more than `late_ms` behind the
+        # watermark is marked reported late at that arrival (Condition.reported_at).
+        self.rx: int | None = None
+        self.late_ms = 120_000
+        self.clock: Any = None  # the engine's Watermark: "late" is measured against the stream
         self.sink_errors = 0
         self.last_sink_error: BaseException | None = None
 
@@ -64,6 +71,15 @@ class Env:
 
     def emit(self, condition: Condition) -> None:
         self.emitted += 1
+        rx, clock = self.rx, self.clock
+        if (
+            rx is not None
+            and clock is not None
+            and clock.value is not None
+            and clock.value - condition.at_ms > self.late_ms
+        ):
+            # Well behind the rest of the stream (not merely old: a replay is all old).
+            condition = replace(condition, reported_at=rx)
         try:
             self.sink.on_condition(condition)
         except (
@@ -81,6 +97,8 @@ class DeviceInfo:
         "cabinet",
         "device_id",
         "event_rules",
+        "gap_from",
+        "gap_to",
         "kind",
         "last_event",
         "last_seen",
@@ -121,6 +139,11 @@ class DeviceInfo:
         where += f" on {road}" if road else ""
         self.subject = f"{label} {device_id}{where}"
         self.last_tel = -1  # ts of the newest telemetry reading judged
+        # The latest hole in its judged readings (more than two report intervals): readings that
+        # arrive later with a ts inside it were never judged (a gateway's backlog, rules/late.py);
+        # older ones outside it were (a redelivery).
+        self.gap_from = -1
+        self.gap_to = -1
         self.last_event: dict[str, int] = {}  # event name -> ts of the newest judged
         self.last_status_ts = -1
         self.online: bool | None = None

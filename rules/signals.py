@@ -27,6 +27,9 @@ class Condition:
     value: float | None = None
     road: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # Wall ms the engine learned of it, set only when that was well after `at_ms` (the readings
+    # that decided it arrived late, e.g. a gateway's backlog): the alert is "reported late".
+    reported_at: int | None = None
 
 
 class ConditionSink(Protocol):

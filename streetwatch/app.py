@@ -129,6 +129,11 @@ class Service:
             self.decoder, self.registry, self.spool, self.deadletter, self.metrics, sinks
         )
         self.receiver = MqttReceiver(settings.mqtt, self.pipeline, self.metrics)
+        # Whether the rules' clock may let the wall clock run (see _hold_clock).
+        self._hearing = False
+        self._backlog = True
+        if self.engine is not None:
+            self.receiver.on_link = self._on_link
         self._tasks: list[asyncio.Task[Any]] = []
         self._http: uvicorn.Server | None = None
         self._state_write: asyncio.Future[None] | None = None  # the rule-state save in flight
@@ -184,6 +189,8 @@ class Service:
                 # Rule state and alert store are saved separately; after a crash they may
                 # disagree. Whichever heard last wins; a restart never clears an alert.
                 self.alerting.resume(self.engine)
+            # Until the first connection (and its backlog) is in, silence is ours, not the devices'.
+            self.engine.link(False, time.time_ns() // 1_000_000)
             self._spawn(self._tick_loop(), "rules-tick")
         if self.reports is not None:
             self.reports.start()
@@ -212,15 +219,29 @@ class Service:
         while True:
             await asyncio.sleep(1.0)
             try:
-                # While our own broker link is down, silence is ours, not the devices': the wall
-                # clock must not push the rules' clock on and take the whole city "offline".
-                if self.receiver.connected.is_set():
-                    self.engine.tick(time.time_ns() // 1_000_000)
+                # While our own broker link is down or catching up, silence is ours, not the
+                # devices': the engine's clock holds the wall clock back (rules/clock.py).
+                self._hold_clock()
+                self.engine.tick(time.time_ns() // 1_000_000)
                 if time.monotonic() - last_save > 1:
                     await self._save_rule_state(limit=500)
                     last_save = time.monotonic()
             except Exception:
                 log.exception("rule tick failed")
+
+    def _on_link(self, up: bool, session_kept: bool) -> None:
+        if up:
+            self._backlog = session_kept
+        self._hold_clock()
+
+    def _hold_clock(self) -> None:
+        """Tell the rules' clock whether we hear the devices: not while our broker link is down,
+        nor while a full spool holds acks back (the broker queues for us then, as in an outage)."""
+        hearing = self.receiver.connected.is_set() and not self.spool.full
+        if hearing != self._hearing:
+            self._hearing = hearing
+            self.engine.link(hearing, time.time_ns() // 1_000_000, backlog=self._backlog)
+            self._backlog = True
 
     async def _save_rule_state(self, limit: int | None) -> None:
         """Serialise up to `limit` changed devices here, write them in a worker thread: a full

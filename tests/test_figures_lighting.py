@@ -173,12 +173,6 @@ def services(tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB):  # type:
         "STREETWATCH_REGISTRY__PATH": str(registry),
         "STREETWATCH_STORAGE__BATCH_INTERVAL_S": "0.2",
         "STREETWATCH_ALERTS__MQTT__ENABLED": "false",
-        # The night is replayed in seconds. device_offline is off here: ingest/receiver.py judges
-        # the batches of successive socket reads as concurrent tasks that yield every 128
-        # messages, so in such a replay readings reach the rules out of order by many event-minutes
-        # and reporting lamps were seen going "offline" (and forming cabinet outages, which count,
-        # rightly, as dark). With the batches judged in order it passes with device_offline on.
-        "STREETWATCH_RULES__DEVICE_OFFLINE__ENABLED": "false",
     }
     influx = ServiceProcess(
         tmp_path / "influx-data",
