@@ -10,6 +10,8 @@ import logging
 from typing import Protocol
 
 log = logging.getLogger("streetwatch.notify")
+# apprise logs every send at INFO; our own counters and failure logs say what a person needs.
+logging.getLogger("apprise").setLevel(logging.WARNING)
 
 
 class Sender(Protocol):
