@@ -7,7 +7,9 @@
   answers only to loopback names, and one bound elsewhere to any name.
 - **Read tokens** (`http.read_token_required: true`): every GET except `/healthz` needs a token of
   `http.tokens` / `http.token`, as `Authorization: Bearer …` or as `?access_token=` (RFC 6750 §2.3;
-  a browser cannot put a header on the page's own address or on an EventSource).
+  a browser cannot put a header on the page's own address or on an EventSource). The crews' ack
+  page `/a/{id}` is the other exception: its signed link is its credential (notify/links.py), and a
+  crew's phone has no API token.
 - **One error shape**: every 4xx/5xx body is `{"detail": "…"}`; a request that fails validation
   (bad query or body) is 422 with `detail` as one readable line and `errors` with the particulars.
 - **The API documentation** at `/api/docs` works without internet: Swagger UI's files come from the
@@ -20,6 +22,7 @@ Pure ASGI middleware, so the server-sent event stream passes through untouched.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 OPEN_PATHS = frozenset({"/healthz"})  # probes never need a token
+SIGNED_PATH = re.compile(r"/a/[^/]+")  # the crews' ack page: the page checks its signed link
 DOCS = "/api/docs"
 
 
@@ -101,6 +105,7 @@ class AccessGuard:
             self.read_token_required
             and scope["method"] in ("GET", "HEAD")
             and scope["path"] not in OPEN_PATHS
+            and not SIGNED_PATH.fullmatch(scope["path"])
         ):
             token = bearer(headers.get("authorization"))
             if token is None:
