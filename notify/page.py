@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request
@@ -42,18 +42,23 @@ HEADERS = {
 STATUS = {"off": 404, "bad": 403, "expired": 410, "missing": 404, "unavailable": 503}
 MAX_NOTE = 500
 
+
 # What the page answers, for the OpenAPI document: always an HTML page, a refusal page on a 4xx/5xx.
-PAGE_ANSWERS: dict[int | str, dict[str, str]] = {
-    200: {"description": "the alert and its history, with the 确认 button while it is active"},
-    403: {"description": "an altered or foreign link, or one for a crew no longer configured"},
-    404: {"description": "ack links are switched off (no notify.link_secret), or no such alert"},
-    410: {"description": "the link has expired"},
-    503: {"description": "the alert store is not open (the service is starting or stopping)"},
+def _html(text: str) -> dict[str, Any]:
+    return {"description": text, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+PAGE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: _html("the alert and its history, with the 确认 button while it is active"),
+    403: _html("an altered or foreign link, or one for a crew no longer configured"),
+    404: _html("ack links are switched off (no notify.link_secret), or no such alert"),
+    410: _html("the link has expired"),
+    503: _html("the alert store is not open (the service is starting or stopping)"),
 }
-ACK_ANSWERS: dict[int | str, dict[str, str]] = {
+ACK_ANSWERS: dict[int | str, dict[str, Any]] = {
     **PAGE_ANSWERS,
-    200: {"description": "acknowledged: the page says so"},
-    409: {"description": "already acknowledged (or further on): the page shows its state"},
+    200: _html("acknowledged: the page says so"),
+    409: _html("already acknowledged (or further on): the page shows its state"),
 }
 # The 确认 form's body; the page reads it itself (bounded), so FastAPI does not declare it.
 ACK_FORM = {

@@ -8,6 +8,7 @@ The live stream (`/api/alerts/stream`) never ends, so it is left to tests/test_a
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -172,3 +173,20 @@ def test_the_api_answers_what_its_document_says(api_schema: Any) -> None:
     ]
     missing = [w for w in wanted if w not in seen]
     assert not missing, f"not reached: {missing}; reached: {sorted(seen)}"
+
+
+def test_every_422_in_the_document_is_the_shape_the_app_sends(api_schema: Any) -> None:
+    # The app answers a failed validation {"detail": "…", "errors": […]} (streetwatch/access.py),
+    # so FastAPI's default entry (detail as a list) must not be left on any route.
+    doc = api_schema.raw_schema
+    text = json.dumps(doc)
+    assert "HTTPValidationError" not in text
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            answer = operation["responses"].get("422")
+            if answer is None:
+                continue
+            schema = answer["content"]["application/json"]["schema"]
+            name = schema["$ref"].rsplit("/", 1)[-1]
+            detail = doc["components"]["schemas"][name]["properties"]["detail"]
+            assert detail["type"] == "string", (method, path, name)
