@@ -192,7 +192,10 @@ def build_router(figures: Figures, reports: DailyReports | None) -> APIRouter:
         to: Annotated[str | None, Query(**TIME_DOC)] = None,
         step: Annotated[
             str | None,
-            Query(pattern=STEP_PATTERN, description="the narrowest bucket wanted: 60s, 5m, 1h"),
+            Query(
+                pattern=STEP_PATTERN,
+                description="the narrowest bucket wanted: 60s, 5m, 1h (0: the finest allowed)",
+            ),
         ] = None,
     ) -> dict[str, Any]:
         """Mean, min and max per step. A schema-valid query may still be refused with 422 for
