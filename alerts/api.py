@@ -136,23 +136,27 @@ STATES_PATTERN = f"^{_STATE}(,{_STATE})*$"
 Severity = Literal["critical", "major", "minor", "warning"]
 
 
-def _err(text: str) -> dict[str, Any]:
+def error_doc(text: str) -> dict[str, Any]:
+    """One documented error answer: `{"detail": "…"}` (the shape every route's 4xx/5xx has)."""
     return {"model": ErrorBody, "description": text}
 
 
 READ_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: _err("a token is required to read (http.read_token_required) and none matched"),
-    422: _err("a query parameter is not valid"),
-    503: _err("the alert store is not open, or alerts are switched off"),
+    401: error_doc("a token is required to read (http.read_token_required) and none matched"),
+    422: error_doc("a query parameter is not valid"),
+    503: error_doc("the alert store is not open, or alerts are switched off"),
 }
-ONE_ERRORS: dict[int | str, dict[str, Any]] = {**READ_ERRORS, 404: _err("no alert has that id")}
+ONE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **READ_ERRORS,
+    404: error_doc("no alert has that id"),
+}
 ACTION_ERRORS: dict[int | str, dict[str, Any]] = {
     **ONE_ERRORS,
-    401: _err("no token, or a token that matches none"),
-    403: _err("no token is configured: the actions are switched off"),
+    401: error_doc("no token, or a token that matches none"),
+    403: error_doc("no token is configured: the actions are switched off"),
     409: {"model": ConflictBody, "description": "not allowed in the alert's state"},
-    400: _err("the body is not JSON (or not UTF-8)"),
-    422: _err("the body is not valid (dispatch needs an assignee; force needs a note)"),
+    400: error_doc("the body is not JSON (or not UTF-8)"),
+    422: error_doc("the body is not valid (dispatch needs an assignee; force needs a note)"),
 }
 
 

@@ -1,7 +1,8 @@
 """What the figures package raises.
 
 FiguresError
-├── BadQuery        a request the figures cannot answer as asked (HTTP 400)
+├── BadQuery        a request the figures cannot answer as asked (HTTP 422)
+│   └── UnknownDevice   a device the registry does not know (HTTP 404)
 └── StoreReadError  the point store did not answer (HTTP 503)
 """
 
@@ -14,6 +15,10 @@ class FiguresError(Exception):
 
 class BadQuery(FiguresError):
     """The question is malformed: unknown device or field, bad date, `from` after `to`."""
+
+
+class UnknownDevice(BadQuery):
+    """The question names a device the registry does not know."""
 
 
 class StoreReadError(FiguresError):

@@ -18,7 +18,7 @@ from devices.sun import SunTimes
 from figures.alertlog import AlertLog
 from figures.cases import day_cases
 from figures.config import FiguresConfig
-from figures.errors import BadQuery
+from figures.errors import BadQuery, UnknownDevice
 from figures.lighting import Interval, judge_lamps, night_of, summarise
 from figures.readers import PointReader, buckets_of, make_reader
 from rules.config import LevelsRule, ScheduleRule
@@ -373,7 +373,7 @@ class Figures:
         if device is not None:
             d = self.registry.get(device)
             if d is None:
-                raise BadQuery(f"device {device!r} is not in the registry")
+                raise UnknownDevice(f"device {device!r} is not in the registry")
             kind = d.kind
         if kind is None:
             kind = next((k for k, fields in SERIES_FIELDS.items() if field in fields), None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
 from fastapi import APIRouter, Request
@@ -41,6 +41,44 @@ HEADERS = {
 }
 STATUS = {"off": 404, "bad": 403, "expired": 410, "missing": 404, "unavailable": 503}
 MAX_NOTE = 500
+
+
+# What the page answers, for the OpenAPI document: always an HTML page, a refusal page on a 4xx/5xx.
+def _html(text: str) -> dict[str, Any]:
+    return {"description": text, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+
+PAGE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: _html("the alert and its history, with the 确认 button while it is active"),
+    403: _html("an altered or foreign link, or one for a crew no longer configured"),
+    404: _html("ack links are switched off (no notify.link_secret), or no such alert"),
+    410: _html("the link has expired"),
+    503: _html("the alert store is not open (the service is starting or stopping)"),
+}
+ACK_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **PAGE_ANSWERS,
+    200: _html("acknowledged: the page says so"),
+    409: _html("already acknowledged (or further on): the page shows its state"),
+}
+# The 确认 form's body; the page reads it itself (bounded), so FastAPI does not declare it.
+ACK_FORM = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "note": {
+                            "type": "string",
+                            "description": f"optional; cut to {MAX_NOTE} characters",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;padding:12px;font-size:17px;line-height:1.45;
@@ -81,7 +119,7 @@ async def _read_form(request: Request, limit: int = 8192) -> bytes:
 
 
 def build_page_router(notifier: Notifier) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
+    router = APIRouter(tags=["crew notices"])
     lang: Language = notifier.config.language
     store = notifier.store
 
@@ -158,7 +196,7 @@ def build_page_router(notifier: Notifier) -> APIRouter:
             raise AlertNotFound(alert_id)
         return alert, store.history(alert_id)
 
-    @router.get("/a/{alert_id}", response_class=HTMLResponse)
+    @router.get("/a/{alert_id}", response_class=HTMLResponse, responses=PAGE_ANSWERS)
     async def ack_page(alert_id: str, c: str = "", t: str = "") -> HTMLResponse:
         try:
             check(alert_id, c, t)
@@ -172,7 +210,9 @@ def build_page_router(notifier: Notifier) -> APIRouter:
         title = rule_name(alert.rule, lang)
         return _page(title, render(alert, history, c, t, ""), 200, lang)
 
-    @router.post("/a/{alert_id}", response_class=HTMLResponse)
+    @router.post(
+        "/a/{alert_id}", response_class=HTMLResponse, responses=ACK_ANSWERS, openapi_extra=ACK_FORM
+    )
     async def ack(request: Request, alert_id: str, c: str = "", t: str = "") -> HTMLResponse:
         try:
             check(alert_id, c, t)

@@ -7,7 +7,9 @@
   answers only to loopback names, and one bound elsewhere to any name.
 - **Read tokens** (`http.read_token_required: true`): every GET except `/healthz` needs a token of
   `http.tokens` / `http.token`, as `Authorization: Bearer …` or as `?access_token=` (RFC 6750 §2.3;
-  a browser cannot put a header on the page's own address or on an EventSource).
+  a browser cannot put a header on the page's own address or on an EventSource). The crews' ack
+  page `/a/{id}` is the other exception: its signed link is its credential (notify/links.py), and a
+  crew's phone has no API token.
 - **One error shape**: every 4xx/5xx body is `{"detail": "…"}`; a request that fails validation
   (bad query or body) is 422 with `detail` as one readable line and `errors` with the particulars.
 - **The API documentation** at `/api/docs` works without internet: Swagger UI's files come from the
@@ -20,6 +22,7 @@ Pure ASGI middleware, so the server-sent event stream passes through untouched.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 OPEN_PATHS = frozenset({"/healthz"})  # probes never need a token
+SIGNED_PATH = re.compile(r"/a/[^/]+")  # the crews' ack page: the page checks its signed link
 DOCS = "/api/docs"
 
 
@@ -101,6 +105,7 @@ class AccessGuard:
             self.read_token_required
             and scope["method"] in ("GET", "HEAD")
             and scope["path"] not in OPEN_PATHS
+            and not SIGNED_PATH.fullmatch(scope["path"])
         ):
             token = bearer(headers.get("authorization"))
             if token is None:
@@ -136,6 +141,53 @@ def _validation_error(request: Request, exc: Exception) -> Response:
         lines.append(f"{where}: {err.get('msg', 'invalid')}")
         errors.append({"loc": [str(p) for p in err.get("loc", ())], "msg": str(err.get("msg"))})
     return JSONResponse({"detail": "; ".join(lines) or "invalid request", "errors": errors}, 422)
+
+
+# The body `_validation_error` answers, for the OpenAPI document (FastAPI's own default 422 entry
+# describes `detail` as a list, which is not what this app sends).
+VALIDATION_ERROR_BODY: dict[str, Any] = {
+    "title": "ValidationErrorBody",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string", "title": "Detail"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg"],
+                "properties": {
+                    "loc": {"type": "array", "items": {"type": "string"}},
+                    "msg": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_DEFAULT_422 = "#/components/schemas/HTTPValidationError"
+
+
+def _document_validation_errors(app: FastAPI) -> None:
+    """Rewrite FastAPI's default 422 entries to the shape `_validation_error` really sends."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        doc = generate()  # FastAPI caches it; the rewrite below is idempotent
+        for operations in doc.get("paths", {}).values():
+            for operation in operations.values():
+                answer = operation.get("responses", {}).get("422", {})
+                media = answer.get("content", {}).get("application/json", {})
+                if media.get("schema", {}).get("$ref") == _DEFAULT_422:
+                    media["schema"] = {"$ref": "#/components/schemas/ValidationErrorBody"}
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        schemas["ValidationErrorBody"] = VALIDATION_ERROR_BODY
+        if _DEFAULT_422 not in orjson.dumps(doc.get("paths", {})).decode():
+            schemas.pop("HTTPValidationError", None)
+            if '#/components/schemas/ValidationError"' not in orjson.dumps(doc).decode():
+                schemas.pop("ValidationError", None)
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 _DOCS_HTML = """<!doctype html>
@@ -207,6 +259,7 @@ def harden(
 ) -> None:
     """Install the host check, the read token and the shared error shape on `app`."""
     app.add_exception_handler(RequestValidationError, _validation_error)
+    _document_validation_errors(app)
     app.add_middleware(
         AccessGuard,
         hosts=allowed_host_names(allowed_hosts, bind_host),

@@ -289,20 +289,31 @@ def test_lighting_rate_is_exact_and_the_same_from_influxdb_and_sqlite(
     assert len(fleet["t"]) == len(readings)  # type: ignore[arg-type]  # one bucket per reading time
     assert fleet["step_s"] * 2000 >= (scene.end - scene.start) / 1000  # type: ignore[operator]
     assert max(fleet["n"]) == 24  # type: ignore[arg-type]  # A01–A20 and B1–B4 (B5 never heard)
-    # Bad questions answer 400 with a message.
-    for bad in (
-        {"field": "depth_cm", "device": "A03"},
-        {"field": "power", "device": "nope"},
-        {"field": "power", "device": "A03", "from": "yesterday"},
+    # Bad questions answer 422 with a message (as the alert routes do); an unknown device 404.
+    for bad, status in (
+        ({"field": "depth_cm", "device": "A03"}, 422),
+        ({"field": "power", "device": "nope"}, 404),
+        ({"field": "power", "device": "A03", "from": "yesterday"}, 422),
+        ({"field": "power", "device": "A03", "from": ""}, 422),
+        ({"field": "power", "device": "A03", "step": "inf"}, 422),
+        ({"field": "power", "device": "A03", "step": "1e999"}, 422),
+        ({"field": "nope"}, 422),
     ):
         resp = httpx.get(
             f"http://127.0.0.1:{services[0].http_port}/api/series", params=bad, timeout=10
         )
-        assert resp.status_code == 400 and resp.json()["detail"], bad
-    for date in ("2026-02-30", "9999-12-31", "0001-01-01", "yesterday"):
+        assert resp.status_code == status and isinstance(resp.json()["detail"], str), bad
+    for date in ("2026-02-30", "2026-02-29", "2100-02-29", "9999-12-31", "0001-01-01", "yesterday"):
         resp = httpx.get(
             f"http://127.0.0.1:{services[0].http_port}/api/kpi/lighting",
             params={"date": date},
             timeout=10,
         )
-        assert resp.status_code == 400, date
+        assert resp.status_code == 422 and isinstance(resp.json()["detail"], str), date
+    for date in ("2028-02-29", "2000-02-29", "1970-01-01", "2200-12-31"):  # leap days, the ends
+        resp = httpx.get(
+            f"http://127.0.0.1:{services[0].http_port}/api/kpi/cases",
+            params={"date": date},
+            timeout=10,
+        )
+        assert resp.status_code == 200, date

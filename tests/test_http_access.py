@@ -3,6 +3,7 @@ one error shape — against the real app under uvicorn."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -137,3 +138,30 @@ def test_check_config_never_prints_a_credential(tmp_path: Path) -> None:
     for value in ("legacy-secret-1", "named-secret-2", "mqtt-secret-3"):
         assert value not in out.stdout + out.stderr
     assert "调度台" in out.stdout  # the names are shown, the tokens are not
+
+
+def test_a_crews_signed_ack_link_needs_no_read_token(tmp_path: Path) -> None:
+    # The link in a notice is the crew's credential (notify.links): a phone has no API token, so
+    # http.read_token_required must not shut the ack page. Anything else still needs the token.
+    from notify import links
+    from tests.notify_support import REGISTRY, json_receiver
+
+    http = {"read_token_required": True, "tokens": {"大屏": TOKEN}}
+    with json_receiver() as rx:
+        notify = {"link_secret": "s3", "crews": [{"name": "维修班", "urls": [rx.url("a")]}]}
+        with LiveApp(
+            tmp_path / "d",
+            token=None,
+            http=http,
+            overrides={"notify": notify},
+            registry_csv=REGISTRY,
+        ) as app:
+            alert = app.raise_alert(rule="water_level", device="WL-017", severity="major", level=2)
+            url = links.link(app.url, "s3", alert.id, "维修班", int(time.time()) + 3600)
+            r = httpx.get(url)
+            assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+            assert httpx.post(url, data={"note": "到场"}).status_code == 200
+            # An altered link is refused by the page itself (403), not let through to anything.
+            assert httpx.get(url[:-3] + "xyz").status_code == 403
+            for path in ("/a", "/api/alerts", "/apx", f"/a/{alert.id}/../../metrics"):
+                assert httpx.get(app.url + path).status_code == 401, path
