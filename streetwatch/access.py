@@ -43,6 +43,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 OPEN_PATHS = frozenset({"/healthz"})  # probes never need a token
+# The page's own script and style files (package data, no readings or alerts): a <script src> or
+# <link> cannot carry a token, and the scripts send it with every data request they make.
+STATIC_PREFIX = "/static/"
 SIGNED_PATH = re.compile(r"/a/[^/]+")  # the crews' ack page: the page checks its signed link
 DOCS = "/api/docs"
 
@@ -105,6 +108,7 @@ class AccessGuard:
             self.read_token_required
             and scope["method"] in ("GET", "HEAD")
             and scope["path"] not in OPEN_PATHS
+            and not scope["path"].startswith(STATIC_PREFIX)
             and not SIGNED_PATH.fullmatch(scope["path"])
         ):
             token = bearer(headers.get("authorization"))

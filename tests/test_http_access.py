@@ -52,13 +52,21 @@ def test_read_token_required_covers_every_get_but_healthz(tmp_path: Path) -> Non
             f"/api/alerts/{alert.id}/history",
             "/api/alerts/stream",
             f"/api/alerts/{'0' * 32}",  # no 404 leaks before the token
+            "/api/kpi/overview",
+            "/api/devices",
+            "/api/series?device=WL-017&field=depth_cm",
         ):
             r = httpx.get(app.url + path)
             assert r.status_code == 401, path
             assert r.headers["www-authenticate"] == "Bearer"
             r = httpx.get(app.url + path, headers={"Authorization": "Bearer wrong"})
             assert r.status_code == 401, path
+        # The page's own script and style files hold no data: a browser loads them without a
+        # token (a <script src> cannot carry one), and the scripts then send it with every fetch.
+        for path in ("/static/figures/figures.js", "/static/figures/figures.css"):
+            assert httpx.get(app.url + path).status_code == 200, path
         auth = {"Authorization": f"Bearer {TOKEN}"}
+        assert httpx.get(f"{app.url}/api/kpi/overview", headers=auth).status_code == 200
         assert httpx.get(f"{app.url}/api/alerts", headers=auth).json()["items"][0]["id"] == alert.id
         r = httpx.get(f"{app.url}/api/alerts", params={"access_token": TOKEN})
         assert r.status_code == 200

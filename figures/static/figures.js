@@ -30,7 +30,10 @@
     return e;
   }
   async function getJSON(url) {
-    const r = await fetch(url, { cache: "no-store" });
+    // The page keeps the operator's token for this tab (http.read_token_required needs it on reads).
+    const t = sessionStorage.getItem("streetwatch.token");
+    const headers = t ? { "Authorization": `Bearer ${t}` } : {};
+    const r = await fetch(url, { cache: "no-store", headers });
     if (!r.ok) throw new Error(`${url}: ${r.status}`);
     return r.json();
   }
