@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--rate", type=float, default=None, help="msg/s (default 2000)")
     p.add_argument("--seed", type=int, default=None, help="the kill moments' random seed")
+    p.add_argument("--only", action="append", default=None, help="run just this scenario")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     args = p.parse_args(argv)
     mode = LONG if args.long else SHORT
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.runs):
         workdir = Path(tempfile.mkdtemp(prefix="streetwatch-faults-"))
         print(f"== run {i + 1}/{args.runs} ({mode.name})", flush=True)
-        result = Run(mode, workdir, log=lambda line: print(line, flush=True)).run()
+        result = Run(mode, workdir, log=lambda line: print(line, flush=True), only=args.only).run()
         print(result.summary(), flush=True)
         v = result.verdict
         bad = any(not s.ok for s in result.scenarios.values()) or v is None or not v.ok
