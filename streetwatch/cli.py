@@ -85,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             settings = load_settings(_config_path(args.config))
             logging.getLogger().setLevel(settings.log.level)
+            from streetwatch.broker_warnings import broker_warnings
+
+            for warning in broker_warnings(settings):
+                logging.getLogger("streetwatch").warning("%s", warning)
             return _run(run_service(settings))
         if args.command == "demo":
             from streetwatch.demo import run_demo
@@ -95,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             settings = load_settings(_config_path(args.config))
             print(settings.model_dump_json(indent=2))
+            from streetwatch.broker_warnings import broker_warnings
+
+            for warning in broker_warnings(settings):
+                print(f"streetwatch: warning: {warning}", file=sys.stderr)
             return 0
         handler = getattr(args, "handler", None)
         if handler is not None:
