@@ -242,8 +242,9 @@ class Run:
     def kill9(self, s: Scenario) -> None:
         kills = 0
         for _ in range(self.mode.kills):
-            time.sleep(self.rng.uniform(1.0, 4.0))  # a random moment in the flow
-            check(self.taken_in(1.0) > 0, "the service takes nothing before the kill")
+            # A random moment: sometimes while the restarted service is still taking the backlog
+            # the broker queued for it, sometimes in the steady flow.
+            time.sleep(self.rng.uniform(0.0, 4.0))
             self.svc.kill9()
             kills += 1
             self.cluster.start_service()
