@@ -34,7 +34,13 @@ def production_conf(
     """deploy/mosquitto.conf with its paths and ports moved into `d` (every setting kept)."""
     passwd = d / "passwd"
     for i, (user, pw) in enumerate(
-        [("streetwatch", "svc-pw"), ("controlroom", "cr-pw"), ("L1", "l1-pw"), ("W2", "w2-pw")]
+        [
+            ("streetwatch", "svc-pw"),
+            ("controlroom", "cr-pw"),
+            ("L1", "l1-pw"),
+            ("W2", "w2-pw"),
+            ("W3", "w3-pw"),
+        ]
     ):
         args = ["mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwd), user, pw]
         subprocess.run(args, check=True, capture_output=True)
@@ -68,9 +74,14 @@ def production_conf(
 class Device:
     """A paho MQTT 5 client over TLS that records each PUBACK's reason code."""
 
+    count = 0
+
     def __init__(self, port: int, ca: Path, user: str | None, password: str | None) -> None:
+        Device.count += 1  # unique client ids: a second one would take the first's session over
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{user}", protocol=mqtt.MQTTv5
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"t-{user}-{Device.count}",
+            protocol=mqtt.MQTTv5,
         )
         self.client.tls_set(ca_certs=str(ca))
         if user is not None:
@@ -185,10 +196,19 @@ def test_a_device_may_publish_only_under_its_own_id(tmp_path: Path, influxdb: In
             w2.publish("city/jining/waterlevel/W2/telemetry", {"ts": now + 1, "depth_cm": 5}) == 0
         )
 
+        # A real flood at W3 raises a real alert: the service may write the alert feed.
+        w3 = Device(tls_port, ca, "W3", "w3-pw")
+        devices.append(w3)
+        assert w3.publish("city/jining/waterlevel/W3/telemetry", {"ts": now, "depth_cm": 50}) == 0
+
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                if influxdb.count("lamp") == 1 and influxdb.count("waterlevel") == 1:
+                if (
+                    influxdb.count("lamp") == 1
+                    and influxdb.count("waterlevel") == 2
+                    and "city/jining/alerts/water_level/W3" in seen
+                ):
                     break
             except (OSError, RuntimeError):
                 pass
@@ -198,10 +218,12 @@ def test_a_device_may_publish_only_under_its_own_id(tmp_path: Path, influxdb: In
         lamps = influxdb.rows('SELECT "on" FROM "lamp" GROUP BY "device"')
         assert [r["device"] for r in lamps] == ["L1"]
         water = influxdb.rows('SELECT depth_cm FROM "waterlevel" GROUP BY "device"')
-        assert [(r["device"], r["depth_cm"]) for r in water] == [("W2", 5.0)]
+        assert sorted((r["device"], r["depth_cm"]) for r in water) == [("W2", 5.0), ("W3", 50.0)]
         with urllib.request.urlopen(f"http://127.0.0.1:{svc.http_port}/api/alerts", timeout=5) as r:
-            assert orjson.loads(r.read())["items"] == []
-        assert not any(re.search(r"/W2$", t) for t in seen), seen
+            alerts = orjson.loads(r.read())["items"]
+        assert [(a["rule"], a["device"]) for a in alerts] == [("water_level", "W3")]
+        assert "city/jining/alerts/water_level/W3" in seen, seen
+        assert not any(re.search(r"/W2$|/L1/", t) for t in seen), seen
         assert svc.metric("streetwatch_rejected_total") == 0
     finally:
         for d in devices:
