@@ -34,9 +34,7 @@ from tests.faults.load import LedgerLoad, LoadStats
 from tests.faults.verify import Verdict, verify
 from tests.publish import Publisher
 
-SPOOL_MAX = 8 * 1024 * 1024  # the run's limit: a short InfluxDB outage fits
 SPOOL_LIMIT = 2 * 1024 * 1024  # the spool-limit scenario's: about 10 s of load
-TMPFS_SIZE = "64m"
 
 
 @dataclass
@@ -47,11 +45,20 @@ class Mode:
     influx_outage_s: float = 20.0
     broker_gone_s: float = 15.0
     queued_at_broker_s: float = 5.0
+    # The run's spool limit: the InfluxDB outage must fit (~95 bytes a reading at `rate`).
+    spool_max_mib: int = 8
     seed: int | None = None
 
 
 SHORT = Mode("short")
-LONG = Mode("long", kills=20, influx_outage_s=180.0, broker_gone_s=120.0, queued_at_broker_s=30.0)
+LONG = Mode(
+    "long",
+    kills=20,
+    influx_outage_s=180.0,
+    broker_gone_s=120.0,
+    queued_at_broker_s=30.0,
+    spool_max_mib=64,
+)
 
 
 class ScenarioFailed(AssertionError):
@@ -118,7 +125,7 @@ class Run:
         self.cluster = Cluster(
             workdir,
             {
-                "STREETWATCH_STORAGE__SPOOL_MAX_BYTES": str(SPOOL_MAX),
+                "STREETWATCH_STORAGE__SPOOL_MAX_BYTES": str(mode.spool_max_mib * 1024 * 1024),
                 "STREETWATCH_STORAGE__SPOOL_SEGMENT_BYTES": str(1024 * 1024),
             },
         )
@@ -179,9 +186,10 @@ class Run:
         """The spool on its own small tmpfs, so the disk-full scenario can fill just that disk."""
         spool = self.cluster.data_dir / "spool"
         spool.mkdir(parents=True, exist_ok=True)
+        size_mib = 2 * self.mode.spool_max_mib + 32
         try:
             subprocess.run(
-                ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(spool)],
+                ["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(spool)],
                 check=True,
                 capture_output=True,
             )
@@ -306,7 +314,8 @@ class Run:
 
     def broker_restart(self, s: Scenario) -> None:
         """Queue readings at the broker for the (stopped) service, restart the broker: the
-        persistent session and its queue survive (Mosquitto saves them on SIGTERM)."""
+        persistent session and its queue survive (Mosquitto saves them on SIGTERM). Then restart
+        it again under the flow, with the service connected."""
         self.svc.terminate()
         a0 = self.acked()
         time.sleep(self.mode.queued_at_broker_s)
@@ -317,6 +326,11 @@ class Run:
         wait_until(lambda: self.taken_in(0.5) > 0, 30, "the service takes readings again")
         s.figures["caught_up_after_s"] = self.caught_up()
         s.figures["back_after_s"] = round(time.monotonic() - t0, 1)
+        # And once more with the service connected and readings in flight.
+        self.cluster.broker.restart()
+        self.svc.wait_health(lambda h: h.get("mqtt_connected") is True, timeout=60)
+        wait_until(lambda: self.taken_in(0.5) > 0, 30, "the service takes readings again")
+        s.figures["online_restart_caught_up_after_s"] = self.caught_up()
 
     def broker_gone(self, s: Scenario) -> None:
         connects0 = self.svc.metric("streetwatch_mqtt_connects_total")
