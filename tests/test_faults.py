@@ -17,7 +17,8 @@ import pytest
 
 from tests.faults.suite import SHORT, Run, RunResult
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]
+# The first test carries the whole run (about 3 minutes, more on a loaded machine).
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
