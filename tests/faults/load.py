@@ -163,7 +163,6 @@ class LedgerLoad:
         self._stop_generating = threading.Event()
         self._stop_all = threading.Event()
         self._thread: threading.Thread | None = None
-        self.paused = threading.Event()  # set: generate nothing new (the flow is "off")
 
     def start(self) -> LedgerLoad:
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
@@ -194,9 +193,6 @@ class LedgerLoad:
             now = time.monotonic()
             credit = min(credit + (now - t_last) * self.rate, self.rate)  # at most 1 s of catch-up
             t_last = now
-            if self.paused.is_set():
-                credit = 0.0
-                continue
             n = int(credit)
             credit -= n
             for _ in range(n):
