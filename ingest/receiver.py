@@ -259,7 +259,12 @@ class MqttReceiver:
             acks = b"".join(
                 mqtt_seam.puback(mid, self._proto_ver) for mid, _, _ in batch if mid is not None
             )
-            if acks and mqtt_seam.connection(self._client) is conn and mqtt_seam.is_open(conn):
+            if (
+                acks
+                and conn is not None
+                and mqtt_seam.connection(self._client) is conn
+                and mqtt_seam.is_open(conn)
+            ):
                 try:
                     mqtt_seam.write(conn, acks)
                 except Exception:  # the link is going: the broker redelivers them

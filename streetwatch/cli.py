@@ -92,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             settings = load_settings(_config_path(args.config))
             logging.getLogger().setLevel(settings.log.level)
+            from streetwatch.broker_warnings import broker_warnings
+
+            for warning in broker_warnings(settings):
+                logging.getLogger("streetwatch").warning("%s", warning)
             return _run(run_service(settings))
         if args.command == "demo":
             from streetwatch.demo import run_demo
@@ -109,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from notify.coverage import report_coverage
 
             report_coverage(settings)
+            from streetwatch.broker_warnings import broker_warnings
+
+            for warning in broker_warnings(settings):
+                print(f"streetwatch: warning: {warning}", file=sys.stderr)
             return 0
         handler = getattr(args, "handler", None)
         if handler is not None:

@@ -47,7 +47,7 @@ def _wait_port(
 
 @dataclass
 class Mosquitto:
-    """A private Mosquitto using the shipped deploy/mosquitto.conf settings (persistence on)."""
+    """A private Mosquitto using the shipped deploy/mosquitto-dev.conf settings (persistence on)."""
 
     workdir: Path
     port: int = 0
@@ -65,7 +65,7 @@ class Mosquitto:
         return self.workdir / "mosquitto.conf"
 
     def write_conf(self) -> None:
-        shipped = (REPO / "deploy" / "mosquitto.conf").read_text()
+        shipped = (REPO / "deploy" / "mosquitto-dev.conf").read_text()
         lines = [
             ln
             for ln in shipped.splitlines()

@@ -38,7 +38,14 @@ class InfluxV1Store:
         self._db_ready = not config.create_database
 
     async def start(self) -> None:
-        await self._ensure_database()
+        # A server that accepts and never answers must not hold the service's start (no MQTT,
+        # no HTTP, SIGTERM unheard) for the whole timeout: the first write tries again.
+        try:
+            await asyncio.wait_for(self._ensure_database(), timeout=min(5.0, self.config.timeout_s))
+        except TimeoutError:
+            log.warning(
+                "InfluxDB at %s did not answer CREATE DATABASE; will retry", self.config.url
+            )
 
     async def _ensure_database(self) -> None:
         if self._db_ready:

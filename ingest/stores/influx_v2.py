@@ -2,13 +2,20 @@
 
 The client's batching WriteApi can drop data on exit and after retries, so it is used in
 synchronous mode only: we batch ourselves and treat HTTP 204 as the commit. The blocking call runs
-in a worker thread so the event loop keeps taking messages.
+in a daemon thread of its own so the event loop keeps taking messages, and so shutdown never waits
+for it: a server that accepts and never answers holds the call for the whole `timeout_s` (30 s),
+and both asyncio's default executor and `concurrent.futures` join their threads at exit, which
+would break the 10 s SIGTERM promise. An abandoned write is harmless: its batch is not committed in
+the spool, so it is written again on the next start (a replayed point is the same point).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
@@ -21,6 +28,36 @@ from ingest.stores.base import classify_http_error
 
 if TYPE_CHECKING:
     from streetwatch.config import InfluxConfig
+
+T = TypeVar("T")
+
+
+async def in_daemon_thread(fn: Callable[[], T]) -> T:
+    """Run a blocking call in a new daemon thread; cancelling the await abandons the call."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, exc: BaseException | None) -> None:
+        if future.done():  # cancelled meanwhile: nobody waits for this answer
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def target() -> None:
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = fn()
+        except BaseException as exc:
+            error = exc
+        # The loop may be gone (the service stopped while this call hung): nobody to tell.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=target, name="influxdb-v2-write", daemon=True).start()
+    return await future
 
 
 class InfluxV2Store:
@@ -65,7 +102,7 @@ class InfluxV2Store:
     async def write(self, lines: list[bytes]) -> None:
         body = b"\n".join(lines)
         try:
-            await asyncio.to_thread(self._write_sync, body)
+            await in_daemon_thread(lambda: self._write_sync(body))
         except ApiException as exc:
             headers: Any = exc.headers or {}
             raise classify_http_error(
@@ -75,4 +112,6 @@ class InfluxV2Store:
             raise RetryableStoreError(f"InfluxDB unreachable: {exc!r}") from exc
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self._client.close)
+        # Closing waits for a hung write's connection; give it a moment, never the whole timeout.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(in_daemon_thread(self._client.close), timeout=1.0)
