@@ -462,7 +462,9 @@ def _simulate(args: argparse.Namespace) -> int:
         label=scenario.name if scenario is not None else "simulating",
     )
     end_ms = plan.start_ms + int((plan.duration_s or 0) * 1000)
-    _warn_window(plan.start_ms, end_ms, speed, "--start")
+    # A scenario file may pin its own date (a full `start:`); then --start is the way out too.
+    pinned = " (the scenario's start: pins a date)" if scenario and args.start is None else ""
+    _warn_window(plan.start_ms, end_ms, speed, "--start", pinned)
     since = time.time()  # --check judges only alerts raised from here on
     sink = MqttSink(_broker(args, connections=args.connections or 4, window=args.window or 100))
     stats = asyncio.run(_publish(generate(plan), sink, speed, progress))
@@ -475,14 +477,16 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0 if stats.failed == 0 else 1
 
 
-def _warn_window(first_ms: int, last_ms: int, speed: float, flag: str) -> None:
+def _warn_window(first_ms: int, last_ms: int, speed: float, flag: str, why: str = "") -> None:
     """One line before publishing when a default-config service would refuse the readings."""
-    line = stale_warning(first_ms, last_ms, int(time.time() * 1000), speed, flag)
+    line = stale_warning(first_ms, last_ms, int(time.time() * 1000), speed, flag, why)
     if line is not None:
         print(f"streetwatch simulate: warning: {line}", file=sys.stderr)
 
 
-def stale_warning(first_ms: int, last_ms: int, now_ms: int, speed: float, flag: str) -> str | None:
+def stale_warning(
+    first_ms: int, last_ms: int, now_ms: int, speed: float, flag: str, why: str = ""
+) -> str | None:
     """Why readings stamped `first_ms` … `last_ms`, sent from `now_ms` at `speed`, would be
     dead-lettered by a service with the default `ingest.max_age` (contract §1), or None.
 
@@ -501,7 +505,7 @@ def stale_warning(first_ms: int, last_ms: int, now_ms: int, speed: float, flag: 
     age_ms = now_ms - first_ms
     if age_ms > SERVICE_MAX_AGE_S * 1000:
         fix = (
-            "drop --start to play the most recent night, or give a date within "
+            "give --start a clock time (16:00: the most recent such night) or a date within "
             f"{SERVICE_MAX_AGE_S / 86400:g} days"
             if flag == "--start"
             else f"use {flag} to move them to now"
@@ -509,7 +513,7 @@ def stale_warning(first_ms: int, last_ms: int, now_ms: int, speed: float, flag: 
         return (
             f"readings start {age_ms / 86_400_000:.0f} days ago; a service with the default "
             f"ingest.max_age ({SERVICE_MAX_AGE_S / 86400:g} days) dead-letters them as "
-            f"ts_too_old: {fix}"
+            f"ts_too_old{why}: {fix}"
         )
     return None
 

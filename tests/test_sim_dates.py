@@ -147,3 +147,12 @@ def test_publishing_old_readings_warns_in_one_line(
     assert len(warnings) == 1 and "--start" in warnings[0] and "ts_too_old" in warnings[0]
     assert main(scenario) == 0
     assert "warning" not in capsys.readouterr().err
+    # A scenario file that pins an old date is told apart from an old --start.
+    pinned = tmp_path / "pinned.yaml"
+    pinned.write_text(
+        'name: pinned\nstart: "2026-07-15T18:00+08:00"\nduration: 10m\n'
+        "fleet: {lamps: 3, waterlevel: 1}\n"
+    )
+    assert main(["simulate", "--scenario", str(pinned), *common]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "pins a date" in warnings[0] and "--start" in warnings[0]
