@@ -29,7 +29,13 @@ from pydantic import ValidationError
 
 from devices.location import LocationConfig
 from devices.topics import device_topic
-from simulator.clock import parse_duration, parse_speed, parse_start
+from simulator.clock import (
+    FUTURE_LIMIT_S,
+    SERVICE_MAX_AGE_S,
+    parse_duration,
+    parse_speed,
+    parse_start,
+)
 from simulator.errors import OptionError, SimulatorError
 from simulator.faults import ALIASES, FAULT_KINDS, parse_fault_spec, resolve_faults
 from simulator.fleet import (
@@ -47,7 +53,8 @@ from simulator.publish import BrokerOptions, JsonlSink, MqttSink, SendStats, pla
 from simulator.storm import Storm
 from simulator.stream import DEFAULT_PREFIX, Message, RunPlan, generate
 
-DEFAULT_START = "2026-07-15T18:00+08:00"
+# The most recent 18:00 whose run has ended: never older than the service accepts, on any date.
+DEFAULT_START = "18:00"
 
 
 def _env(key: str, default: str) -> str:
@@ -109,7 +116,9 @@ def register(subparsers: Any) -> None:
     when.add_argument(
         "--start",
         default=None,
-        help=f"2026-07-15T18:00+08:00, now or now-12h (default {DEFAULT_START})",
+        help="2026-07-15T18:00+08:00; a date 2026-07-15 (at the scenario's clock time); 18:00 "
+        "(the most recent such run that has ended); now or now-12h (default: a scenario's own "
+        f"clock time, else {DEFAULT_START})",
     )
     when.add_argument("--duration", default=None, help="12h, 90m, … (default 12h)")
     when.add_argument("--speed", default="60", help="times real time, or max (default 60)")
@@ -373,7 +382,12 @@ def build_plan(args: argparse.Namespace) -> tuple[RunPlan, Any]:
         )
     if len(fleet) == 0:
         raise OptionError("the fleet is empty: give --lamps or --waterlevel more than 0")
-    start_ms = parse_start(args.start or DEFAULT_START, tz=location.timezone)
+    start_ms = parse_start(
+        args.start or DEFAULT_START,
+        tz=location.timezone,
+        clock=DEFAULT_START,
+        duration_s=duration_s,
+    )
     faults = resolve_faults(
         [parse_fault_spec(f) for f in args.fault],
         fleet,
@@ -447,7 +461,10 @@ def _simulate(args: argparse.Namespace) -> int:
         tz=plan.location.timezone,
         label=scenario.name if scenario is not None else "simulating",
     )
-    _warn_future(plan, speed)
+    end_ms = plan.start_ms + int((plan.duration_s or 0) * 1000)
+    # A scenario file may pin its own date (a full `start:`); then --start is the way out too.
+    pinned = " (the scenario's start: pins a date)" if scenario and args.start is None else ""
+    _warn_window(plan.start_ms, end_ms, speed, "--start", pinned)
     since = time.time()  # --check judges only alerts raised from here on
     sink = MqttSink(_broker(args, connections=args.connections or 4, window=args.window or 100))
     stats = asyncio.run(_publish(generate(plan), sink, speed, progress))
@@ -460,18 +477,45 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0 if stats.failed == 0 else 1
 
 
-def _warn_future(plan: RunPlan, speed: float) -> None:
-    """The ingest rejects readings > 5 min ahead of its clock: say so before sending them."""
-    now_ms = time.time() * 1000
-    span_ms = (plan.duration_s or 0) * 1000
-    worst = plan.start_ms - now_ms + span_ms * (1 - (0 if math.isinf(speed) else 1 / speed))
-    if worst > 300_000:
-        print(
-            "streetwatch simulate: warning: at this --start and --speed, timestamps run up to "
-            f"{worst / 60000:.0f} min ahead of now; the service rejects those as ts_in_future "
-            "(use --start now-12h, or an earlier start)",
-            file=sys.stderr,
+def _warn_window(first_ms: int, last_ms: int, speed: float, flag: str, why: str = "") -> None:
+    """One line before publishing when a default-config service would refuse the readings."""
+    line = stale_warning(first_ms, last_ms, int(time.time() * 1000), speed, flag, why)
+    if line is not None:
+        print(f"streetwatch simulate: warning: {line}", file=sys.stderr)
+
+
+def stale_warning(
+    first_ms: int, last_ms: int, now_ms: int, speed: float, flag: str, why: str = ""
+) -> str | None:
+    """Why readings stamped `first_ms` … `last_ms`, sent from `now_ms` at `speed`, would be
+    dead-lettered by a service with the default `ingest.max_age` (contract §1), or None.
+
+    The first reading goes out at once and is the oldest on arrival; the last goes out after
+    (last − first) / speed and is the furthest ahead of the service clock."""
+    span_ms = max(0, last_ms - first_ms)
+    sent_last_ms = now_ms + (0.0 if math.isinf(speed) else span_ms / speed)
+    ahead_ms = last_ms - sent_last_ms
+    if ahead_ms > FUTURE_LIMIT_S * 1000:
+        return (
+            f"readings run up to {ahead_ms / 60000:.0f} min ahead of now; the service "
+            f"dead-letters those as ts_in_future (more than {FUTURE_LIMIT_S / 60:.0f} min): "
+            f"use {flag} with an earlier time"
+            + (" (e.g. --start now-12h, or drop --start)" if flag == "--start" else "")
         )
+    age_ms = now_ms - first_ms
+    if age_ms > SERVICE_MAX_AGE_S * 1000:
+        fix = (
+            "give --start a clock time (16:00: the most recent such night) or a date within "
+            f"{SERVICE_MAX_AGE_S / 86400:g} days"
+            if flag == "--start"
+            else f"use {flag} to move them to now"
+        )
+        return (
+            f"readings start {age_ms / 86_400_000:.0f} days ago; a service with the default "
+            f"ingest.max_age ({SERVICE_MAX_AGE_S / 86400:g} days) dead-letters them as "
+            f"ts_too_old{why}: {fix}"
+        )
+    return None
 
 
 async def _publish(messages: Any, sink: MqttSink, speed: float, progress: RunProgress) -> SendStats:
@@ -544,7 +588,12 @@ def status_topics(plan: RunPlan) -> list[str]:
 
 
 def _replay(args: argparse.Namespace, speed: float) -> int:
-    from simulator.replay import read_recording, recording_base_ms, shift_delta_ms, shifted
+    from simulator.replay import (
+        read_recording,
+        recording_base_ms,
+        shift_delta_ms,
+        shifted,
+    )
 
     messages = list(read_recording(args.replay))
     if not messages:
@@ -577,6 +626,11 @@ def _replay(args: argparse.Namespace, speed: float) -> int:
         duration_s=messages[-1].offset_ms / 1000,
         label=f"replay {Path(args.replay).name}",
     )
+    if not args.shift_to_now:
+        # The recording's own clock (its readings' ts at offset 0), not a garbage message's ts.
+        live = recording_base_ms(messages)
+        if live is not None:
+            _warn_window(live, live + messages[-1].offset_ms, speed, "--shift-to-now")
     mqtt = MqttSink(_broker(args, connections=args.connections or 4, window=args.window or 100))
     stats = asyncio.run(_publish(stream, mqtt, speed, progress))
     for line in summary_lines(stats, what="replayed", published=True):

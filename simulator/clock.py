@@ -44,9 +44,67 @@ def parse_duration(text: str | float | int, *, option: str = "duration") -> floa
     return seconds
 
 
-def parse_start(text: str, *, now_ms: int | None = None, tz: str = "Asia/Shanghai") -> int:
-    """`--start`: RFC 3339 / ISO 8601 (no offset: the city's time zone), `now` or `now-12h`."""
+_CLOCK_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+# What a service with its default configuration accepts (contract §1, `ingest.max_age`): readings
+# older than this are dead-lettered as ts_too_old, more than FUTURE_LIMIT_S ahead as ts_in_future.
+SERVICE_MAX_AGE_S = 30 * 86400.0
+FUTURE_LIMIT_S = 300.0
+
+
+def latest_start(clock: str, duration_s: float, *, now_ms: int, tz: str) -> int:
+    """The most recent day whose `clock` (local HH:MM) + `duration_s` has ended by `now_ms`.
+
+    A night played this way is never in the future and at most a day and a run old, well inside
+    any service's `ingest.max_age`, on whatever date it is run.
+    """
+    match = _CLOCK_RE.match(clock.strip())
+    if match is None:
+        raise OptionError(f"--start: {clock!r} is not a local clock time like 18:00")
+    zone = ZoneInfo(tz)
+    now = dt.datetime.fromtimestamp(now_ms / 1000, zone)
+    day = now.date()
+    hour, minute = int(match.group(1)), int(match.group(2))
+    while True:
+        start = dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
+        start_ms = int(start.timestamp() * 1000)
+        if start_ms + duration_s * 1000 <= now_ms:
+            return start_ms
+        day -= dt.timedelta(days=1)
+
+
+def clock_of(text: str, tz: str = "Asia/Shanghai") -> str | None:
+    """The local clock time (HH:MM) a start names: `18:00` itself, or a full time's, else None."""
     raw = text.strip()
+    if _CLOCK_RE.match(raw):
+        return raw
+    if raw.startswith("now") or _DATE_RE.match(raw):
+        return None
+    try:
+        start_ms = parse_start(raw, tz=tz)
+    except OptionError:
+        return None
+    return dt.datetime.fromtimestamp(start_ms / 1000, ZoneInfo(tz)).strftime("%H:%M")
+
+
+def parse_start(
+    text: str,
+    *,
+    now_ms: int | None = None,
+    tz: str = "Asia/Shanghai",
+    clock: str = "18:00",
+    duration_s: float = 0.0,
+) -> int:
+    """`--start`: RFC 3339 / ISO 8601 (no offset: the city's time zone), `now` or `now-12h`,
+    a local clock time `18:00` (the most recent such run that has ended by now), or a date
+    `2026-07-15` (that day at `clock`, the scenario's own clock time)."""
+    raw = text.strip()
+    if _CLOCK_RE.match(raw):
+        wall = now_ms if now_ms is not None else int(time.time() * 1000)
+        return latest_start(raw, duration_s, now_ms=wall, tz=tz)
+    if _DATE_RE.match(raw):
+        raw = f"{raw}T{clock}"
     if raw.startswith("now"):
         wall = now_ms if now_ms is not None else int(time.time() * 1000)
         rest = raw[3:].strip()
@@ -62,7 +120,8 @@ def parse_start(text: str, *, now_ms: int | None = None, tz: str = "Asia/Shangha
         parsed = dt.datetime.fromisoformat(raw)
     except ValueError as exc:
         raise OptionError(
-            f"--start: {text!r} is not a time like 2026-07-15T18:00+08:00 or now-12h"
+            f"--start: {text!r} is not a time like 2026-07-15T18:00+08:00, 2026-07-15, 18:00 "
+            "or now-12h"
         ) from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=ZoneInfo(tz))

@@ -162,8 +162,6 @@ DELIVERY_KINDS = frozenset(
 ONE_OFF_KINDS = frozenset({"event", "malformed", "seq_reset", "reconnect_storm", "bad_status"})
 # How long after a device dies the broker publishes its will (keepalive 60 s × 1.5).
 WILL_DELAY_S = 90.0
-# The ingest refuses readings more than this far ahead of its clock (contract §1).
-FUTURE_LIMIT_S = 300.0
 
 
 def _number(lo: float, hi: float) -> Callable[[str], object]:

@@ -1,7 +1,9 @@
 """Scenario files: a night or a storm, its faults, and the alerts it must raise (contract §3).
 
     name: storm
-    start: "2026-07-20T16:00+08:00"     # RFC 3339; no offset: the city's time zone
+    start: "16:00"                      # local clock time: the most recent such night that has
+                                        # ended by now (or RFC 3339 to pin a date; no offset:
+                                        # the city's time zone)
     duration: 10h
     seed: 11
     fleet: {lamps: 200, waterlevel: 12}  # or {registry: city.csv} (relative to this file)
@@ -32,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from devices.location import LocationConfig
 from devices.rule_ids import STANDARD_RULE_IDS
-from simulator.clock import parse_duration, parse_start
+from simulator.clock import clock_of, parse_duration, parse_start
 from simulator.errors import FaultSpecError, FleetError, OptionError, ScenarioError
 from simulator.faults import Fault, FaultSpec, canonical_kind, resolve_faults
 from simulator.fleet import Fleet, generate_fleet, load_fleet
@@ -89,7 +91,7 @@ class ExpectSection(_Model):
 class ScenarioFile(_Model):
     name: str
     description: str = ""
-    start: str = "2026-07-15T18:00+08:00"
+    start: str = "18:00"
     duration: str = "12h"
     seed: int = 1
     prefix: str = DEFAULT_PREFIX
@@ -172,8 +174,16 @@ def load_scenario(
         raise ScenarioError(f"{where}: {key}: {err['msg']}") from None
     loc = location or LocationConfig()
     try:
-        start_ms = parse_start(start or spec.start, now_ms=now_ms, tz=loc.timezone)
         duration_s = parse_duration(duration or spec.duration)
+        # A clock time plays the most recent such night that has ended by now; `--start` a date
+        # keeps the scenario's clock time on that day.
+        start_ms = parse_start(
+            start or spec.start,
+            now_ms=now_ms,
+            tz=loc.timezone,
+            clock=clock_of(spec.start, loc.timezone) or "18:00",
+            duration_s=duration_s,
+        )
         run_seed = spec.seed if seed is None else seed
         fleet = _fleet(spec.fleet, path, run_seed)
         storms = [

@@ -32,11 +32,10 @@ from devices.dimming import DimmingPlan
 from devices.location import LocationConfig
 from devices.topics import device_topic
 from simulator import malformed
-from simulator.clock import SunClock
+from simulator.clock import FUTURE_LIMIT_S, SunClock
 from simulator.errors import RecordingError
 from simulator.faults import (
     DELIVERY_KINDS,
-    FUTURE_LIMIT_S,
     WILL_DELAY_S,
     Fault,
     FaultIndex,

@@ -102,7 +102,7 @@ async def test_record_cli_roundtrip_replay(mosquitto: Mosquitto, tmp_path: Path)
     rc = await asyncio.to_thread(
         main,
         ["simulate", "--dry-run", "--out", str(dry), "--lamps", "5", "--waterlevel", "1",
-         "--duration", "20m", "--seed", "4"],
+         "--duration", "20m", "--seed", "4", "--start", "2026-07-15"],  # a July night
     )  # fmt: skip
     assert rc == 0
     rec = tmp_path / "rec.jsonl"
