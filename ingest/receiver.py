@@ -71,6 +71,7 @@ class MqttReceiver:
         self._held_bytes = 0  # payload bytes received and not yet acknowledged (or dropped)
         self._paused: Any = None  # the connection whose socket reading is paused, if any
         self._keepalive_handle: asyncio.TimerHandle | None = None
+        self._space_watch: asyncio.Task[None] | None = None
         self._spool_failing = False
         self._stopped = asyncio.Event()
         self._order = asyncio.Lock()  # FIFO: batches reach the rules in arrival order
@@ -353,7 +354,15 @@ class MqttReceiver:
         conn = self._paused
         if conn is None:
             return
-        if self._held_bytes > self.config.max_inflight_bytes // 2 or self.pipeline.spool.full:
+        if self._held_bytes > self.config.max_inflight_bytes // 2:
+            return  # the batches holding those bytes call again as they finish
+        if self.pipeline.spool.full:
+            # The last batch may have refilled the spool as it landed, and then no batch is left
+            # to call again: only the writer's progress can end this pause, so wait for it.
+            if self._space_watch is None or self._space_watch.done():
+                self._space_watch = asyncio.create_task(
+                    self._resume_on_space(), name="ingest-resume-on-space"
+                )
             return
         self._paused = None
         if self._keepalive_handle is not None:
@@ -363,10 +372,16 @@ class MqttReceiver:
         if mqtt_seam.is_open(conn):
             mqtt_seam.resume_reading(conn)
 
+    async def _resume_on_space(self) -> None:
+        await self.pipeline.spool.wait_space()
+        self._maybe_resume()
+
     async def stop(self, timeout: float = 3.0) -> None:
         """Stop taking messages: let in-flight handlers finish (so they are spooled), disconnect."""
         self._stopping = True
         self._stopped.set()
+        if self._space_watch is not None:
+            self._space_watch.cancel()
         self._lost.set()
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=timeout)
