@@ -114,26 +114,42 @@ class InfluxV1Reader:
         )
 
     async def _query(self, q: str) -> list[dict[str, Any]]:
-        params = {"db": self.config.database, "q": q, "epoch": "ms"}
+        # Chunked: a plain answer is cut at the server's `[http] max-row-limit` (marked only by a
+        # `partial` flag), and a night's readings read short count as dark lamps. A chunked
+        # answer is every row, as a stream of JSON documents, a series continuing across them.
+        params = {
+            "db": self.config.database,
+            "q": q,
+            "epoch": "ms",
+            "chunked": "true",
+            "chunk_size": "10000",
+        }
         if self.config.retention_policy:
             params["rp"] = self.config.retention_policy
         try:
             resp = await self._client.get("/query", params=params)
         except httpx.HTTPError as exc:
             raise StoreReadError(f"InfluxDB unreachable: {exc!r}") from exc
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
-        if resp.status_code != 200 or not isinstance(body, dict):
+        if resp.status_code != 200:
             raise StoreReadError(f"InfluxDB /query answered {resp.status_code}: {resp.text[:300]}")
-        results = body.get("results") or [{}]
-        first = results[0]
-        if "error" in first:
-            if "database not found" in str(first["error"]):
-                return []
-            raise StoreReadError(f"InfluxDB query failed: {first['error']}")
-        series: list[dict[str, Any]] = first.get("series") or []
+        series: list[dict[str, Any]] = []
+        for chunk in resp.content.splitlines():
+            if not chunk.strip():
+                continue
+            try:
+                body = orjson.loads(chunk)
+            except orjson.JSONDecodeError:
+                body = None
+            if not isinstance(body, dict):
+                raise StoreReadError(f"InfluxDB /query answered {resp.text[:300]!r}")
+            if "error" in body:
+                raise StoreReadError(f"InfluxDB query failed: {body['error']}")
+            for result in body.get("results") or []:
+                if "error" in result:
+                    if "database not found" in str(result["error"]):
+                        return []
+                    raise StoreReadError(f"InfluxDB query failed: {result['error']}")
+                series += result.get("series") or []
         return series
 
     @staticmethod
