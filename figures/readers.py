@@ -58,7 +58,11 @@ class PointReader(Protocol):
         end_ms: int,
         step_ms: int,
         device: str | None = None,
-    ) -> list[Bucket]: ...
+        boolean: bool = False,
+    ) -> list[Bucket]:
+        """Mean/min/max/count per epoch-aligned step, computed by the store where it can (a
+        whole fleet's day must not be pulled into the service). `boolean`: true counts 1."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -211,12 +215,28 @@ class InfluxV1Reader:
         end_ms: int,
         step_ms: int,
         device: str | None = None,
+        boolean: bool = False,
     ) -> list[Bucket]:
         f = _ident(field)
+        where = self._where(start_ms, end_ms, device)
+        group = f" GROUP BY time({int(step_ms)}ms) fill(none)"
+        if boolean:
+            # InfluxQL has no mean of a boolean: count all, and count the true ones.
+            source = f"SELECT count({f}) FROM {_ident(measurement)} WHERE {where}"
+            counts: dict[int, list[int]] = {}
+            for i, q in enumerate((source + group, f"{source} AND {f} = true{group}")):
+                for s in await self._query(q):
+                    for t, n in s.get("values") or []:
+                        if n:
+                            counts.setdefault(int(t), [0, 0])[i] += int(n)
+            return [
+                (t, lit / n, 1.0 if lit == n else 0.0, 1.0 if lit else 0.0, n)
+                for t, (n, lit) in sorted(counts.items())
+                if n
+            ]
         q = (
             f"SELECT mean({f}), min({f}), max({f}), count({f}) FROM {_ident(measurement)}"
-            f" WHERE {self._where(start_ms, end_ms, device)}"
-            f" GROUP BY time({int(step_ms)}ms) fill(none)"
+            f" WHERE {where}{group}"
         )
         out: list[Bucket] = []
         for s in await self._query(q):
@@ -330,6 +350,7 @@ class InfluxV2Reader:
         end_ms: int,
         step_ms: int,
         device: str | None = None,
+        boolean: bool = False,
     ) -> list[Bucket]:
         got = await self.points(measurement, [field], start_ms, end_ms, device)
         rows = [
@@ -428,6 +449,7 @@ class SqliteReader:
         end_ms: int,
         step_ms: int,
         device: str | None = None,
+        boolean: bool = False,
     ) -> list[Bucket]:
         inner = (
             "SELECT ts, json_extract(fields, ?) AS v FROM points"

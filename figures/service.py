@@ -20,7 +20,7 @@ from figures.cases import day_cases
 from figures.config import FiguresConfig
 from figures.errors import BadQuery
 from figures.lighting import Interval, judge_lamps, night_of, summarise
-from figures.readers import PointReader, buckets_of, make_reader
+from figures.readers import PointReader, make_reader
 from rules.config import LevelsRule, ScheduleRule
 from rules.lit import LitJudge, resolve_rule
 
@@ -398,17 +398,9 @@ class Figures:
         smallest = math.ceil(span / self.config.max_points / 1000) * 1000
         step = max(int((step_s or 0) * 1000), smallest, 1000)
         measurement = KINDS[kind].measurement
-        if field == "on":
-            got = await self.reader.points(measurement, ("on",), start, end, device)
-            rows = [
-                (ts, 1.0 if rec.get("on") else 0.0)
-                for series in got.values()
-                for ts, rec in series
-                if rec.get("on") is not None
-            ]
-            buckets = buckets_of(rows, start, step)
-        else:
-            buckets = await self.reader.aggregate(measurement, field, start, end, step, device)
+        buckets = await self.reader.aggregate(
+            measurement, field, start, end, step, device, boolean=field == "on"
+        )
         return {
             "device": device,
             "kind": kind,
