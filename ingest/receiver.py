@@ -30,6 +30,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import gmqtt
@@ -75,6 +76,9 @@ class MqttReceiver:
         self._spool_failing = False
         self._stopped = asyncio.Event()
         self._order = asyncio.Lock()  # FIFO: batches reach the rules in arrival order
+        # Big payloads are decoded here, one at a time (under `_order`), not in asyncio's shared
+        # pool, where they waited behind figures and alert queries with the whole ingest.
+        self._decode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-decode")
         self._lost = asyncio.Event()  # the current client's connection ended
         # Told when our link to the broker goes down (False) or comes up (True, and whether the
         # broker kept our session, i.e. may hold a backlog): the rules' clock needs to know.
@@ -278,8 +282,8 @@ class MqttReceiver:
             try:
                 if len(payload) > DECODE_IN_THREAD_BYTES:
                     now_ms = time.time_ns() // 1_000_000
-                    decoded = await asyncio.to_thread(
-                        pipeline.decoder.decode, topic, payload, now_ms
+                    decoded = await asyncio.get_running_loop().run_in_executor(
+                        self._decode_pool, pipeline.decoder.decode, topic, payload, now_ms
                     )
                     records += pipeline.accept(topic, payload, decoded)
                 else:

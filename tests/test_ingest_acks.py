@@ -454,3 +454,29 @@ async def test_a_pause_for_a_full_spool_ends_when_the_store_drains_it(
         store_open.set()
         tokens.put_nowait(None)
         await service.stop()
+
+
+async def test_acks_do_not_wait_for_other_work_in_the_shared_thread_pool(
+    tmp_path: Path, mosquitto: Mosquitto, proxy: SniffingProxy
+) -> None:
+    # Figures, alert and report queries run in asyncio's default thread pool; a few slow ones
+    # (a year of SQLite rows) must not hold the spool's fsync or a big message's decoding, or
+    # every reading of the city waits unacknowledged behind a chart.
+    service = make_service(tmp_path / "data", proxy.port)
+    await service.start()
+    release = threading.Event()
+    loop = asyncio.get_running_loop()
+    busy = [loop.run_in_executor(None, release.wait, 60) for _ in range(40)]
+    try:
+        await asyncio.wait_for(service.receiver.connected.wait(), 20)
+        ts = now_ms() - 60_000
+        backlog = b"[" + b",".join(b'{"ts": %d, "on": true}' % (ts + i) for i in range(2000))
+        msgs = [*readings(5), ("city/jining/lamp/GW/telemetry", backlog + b"]")]
+        sender = threading.Thread(target=publish, args=(mosquitto.port, msgs))
+        sender.start()  # not through the pool, which is busy
+        await wait_for(lambda: len(proxy.pubacks()) == 6, timeout=30)
+        sender.join(10)
+    finally:
+        release.set()
+        await asyncio.gather(*busy)
+        await service.stop()
