@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 
+from alerts.api import ErrorBody
 from alerts.config import parse_duration
 from alerts.model import parse_time
 from figures.errors import BadQuery, StoreReadError
@@ -76,6 +77,23 @@ def _step(text: str | None) -> float | None:
     return step
 
 
+def _err(text: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": text}
+
+
+# What the figures answer besides 200, in the OpenAPI document (the API's own checks hold us to it).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _err("a bad question: unknown device or field, bad date, time or step"),
+    401: _err("a token is required to read (http.read_token_required) and none matched"),
+    422: _err("a query parameter is not valid"),
+    503: _err("the point store or the alert store does not answer"),
+}
+REPORT_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    404: _err("reports are switched off (reports.enabled)"),
+}
+
+
 # The page's own files and the vendored chart library (package data, served as they are).
 STATIC_TYPES = {
     "figures.js": "text/javascript; charset=utf-8",
@@ -113,39 +131,39 @@ def build_router(figures: Figures, reports: DailyReports | None) -> APIRouter:
         except StoreReadError as exc:
             raise HTTPException(503, str(exc)) from exc
 
-    @router.get("/api/kpi/lighting")
+    @router.get("/api/kpi/lighting", responses=ERRORS)
     async def lighting(date: str | None = None) -> dict[str, Any]:
         result: dict[str, Any] = await guarded(figures.lighting(parse_date(date)))
         return result
 
-    @router.get("/api/kpi/online")
+    @router.get("/api/kpi/online", responses=ERRORS)
     async def online(devices: bool = False) -> dict[str, Any]:
         result: dict[str, Any] = await guarded(figures.online())
         if not devices:
             result.pop("devices", None)
         return result
 
-    @router.get("/api/kpi/flood")
+    @router.get("/api/kpi/flood", responses=ERRORS)
     async def flood() -> dict[str, Any]:
         result: dict[str, Any] = await guarded(figures.flood())
         return result
 
-    @router.get("/api/kpi/cases")
+    @router.get("/api/kpi/cases", responses=ERRORS)
     async def cases(date: str | None = None) -> dict[str, Any]:
         result: dict[str, Any] = await guarded(figures.cases(parse_date(date)))
         return result
 
-    @router.get("/api/kpi/overview")
+    @router.get("/api/kpi/overview", responses=ERRORS)
     async def overview() -> dict[str, Any]:
         result: dict[str, Any] = await guarded(figures.overview())
         return result
 
-    @router.get("/api/devices")
+    @router.get("/api/devices", responses=ERRORS)
     async def devices() -> dict[str, Any]:
         result: dict[str, Any] = await guarded(figures.devices())
         return result
 
-    @router.get("/api/series")
+    @router.get("/api/series", responses=ERRORS)
     async def series(
         field: Annotated[str, Query(min_length=1, max_length=64)],
         device: Annotated[str | None, Query(max_length=64)] = None,
@@ -166,7 +184,7 @@ def build_router(figures: Figures, reports: DailyReports | None) -> APIRouter:
         )
         return result
 
-    @router.get("/api/reports/daily", response_model=None)
+    @router.get("/api/reports/daily", response_model=None, responses=REPORT_ERRORS)
     async def daily(date: str | None = None, format: str = "json") -> Any:
         if reports is None:
             raise HTTPException(404, "reports are switched off (reports.enabled)")
