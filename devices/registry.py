@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,9 +100,12 @@ def _float(row: dict[str, str], column: str, where: str) -> float | None:
     if not text:
         return None
     try:
-        return float(text)
-    except ValueError as exc:
-        raise RegistryError(f"{where}: column {column!r} is not a number: {text!r}") from exc
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):  # "nan" and "inf" parse, but no interval or position is one
+        raise RegistryError(f"{where}: column {column!r} is not a number: {text!r}")
+    return value
 
 
 def load_registry(path: str | Path | None) -> Registry:

@@ -55,6 +55,32 @@ class AlertLog:
             (rule, end_ms, start_ms),
         )
 
+    async def trails(self, alert_ids: list[str]) -> dict[str, list[tuple[str, str, int, int]]]:
+        """Each alert's audit trail, in order: (action, who, at, event_at or at)."""
+        return await asyncio.to_thread(self._trails, alert_ids)
+
+    def _trails(self, alert_ids: list[str]) -> dict[str, list[tuple[str, str, int, int]]]:
+        out: dict[str, list[tuple[str, str, int, int]]] = {}
+        with self._lock:
+            if self._db is None:
+                return out
+            for i in range(0, len(alert_ids), 500):
+                ids = alert_ids[i : i + 500]
+                marks = ",".join("?" * len(ids))
+                try:
+                    rows = self._db.execute(
+                        "SELECT alert_id, action, who, at, coalesce(event_at, at) FROM audit"
+                        f" WHERE alert_id IN ({marks}) ORDER BY seq",
+                        tuple(ids),
+                    ).fetchall()
+                except sqlite3.OperationalError as exc:
+                    if "no such table" in str(exc):
+                        return out
+                    raise StoreReadError(f"alert store read failed: {exc}") from exc
+                for alert_id, action, who, at, event_at in rows:
+                    out.setdefault(alert_id, []).append((action, who, int(at), int(event_at)))
+        return out
+
     async def open_alerts(self) -> list[Alert]:
         return await asyncio.to_thread(
             self._rows, "SELECT data FROM alerts WHERE state != 'closed' ORDER BY raised_at", ()

@@ -86,15 +86,22 @@ def parse_date(text: str | None) -> dt.date | None:
     return date
 
 
+LATEST_MS = int(dt.datetime(2200, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
+MAX_STEP_S = 400 * 86400.0
+
+
 def _time(name: str, text: str | None) -> int | None:
     if text is None:
         return None
     try:
-        return parse_time(text)
+        ms = parse_time(text)
     except ValueError:
         raise HTTPException(
             422, f"{name} must be RFC 3339 with an offset or epoch ms, got {text[:40]!r}"
         ) from None
+    if not 0 <= ms < LATEST_MS:  # beyond it the stores (InfluxDB ends in 2262) cannot answer
+        raise HTTPException(422, f"{name} must be between 1970 and 2200")
+    return ms
 
 
 def _step(text: str | None) -> float | None:
@@ -109,6 +116,8 @@ def _step(text: str | None) -> float | None:
         ) from None
     if not (math.isfinite(step) and step >= 0):  # "inf" would overflow the bucket arithmetic
         raise HTTPException(422, "step must be a duration ≥ 0")
+    if step > MAX_STEP_S:  # a step longer than the longest series is no question
+        raise HTTPException(422, "step must be at most 400 days")
     return step
 
 

@@ -58,7 +58,11 @@ class PointReader(Protocol):
         end_ms: int,
         step_ms: int,
         device: str | None = None,
-    ) -> list[Bucket]: ...
+        boolean: bool = False,
+    ) -> list[Bucket]:
+        """Mean/min/max/count per epoch-aligned step, computed by the store where it can (a
+        whole fleet's day must not be pulled into the service). `boolean`: true counts 1."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -114,26 +118,42 @@ class InfluxV1Reader:
         )
 
     async def _query(self, q: str) -> list[dict[str, Any]]:
-        params = {"db": self.config.database, "q": q, "epoch": "ms"}
+        # Chunked: a plain answer is cut at the server's `[http] max-row-limit` (marked only by a
+        # `partial` flag), and a night's readings read short count as dark lamps. A chunked
+        # answer is every row, as a stream of JSON documents, a series continuing across them.
+        params = {
+            "db": self.config.database,
+            "q": q,
+            "epoch": "ms",
+            "chunked": "true",
+            "chunk_size": "10000",
+        }
         if self.config.retention_policy:
             params["rp"] = self.config.retention_policy
         try:
             resp = await self._client.get("/query", params=params)
         except httpx.HTTPError as exc:
             raise StoreReadError(f"InfluxDB unreachable: {exc!r}") from exc
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
-        if resp.status_code != 200 or not isinstance(body, dict):
+        if resp.status_code != 200:
             raise StoreReadError(f"InfluxDB /query answered {resp.status_code}: {resp.text[:300]}")
-        results = body.get("results") or [{}]
-        first = results[0]
-        if "error" in first:
-            if "database not found" in str(first["error"]):
-                return []
-            raise StoreReadError(f"InfluxDB query failed: {first['error']}")
-        series: list[dict[str, Any]] = first.get("series") or []
+        series: list[dict[str, Any]] = []
+        for chunk in resp.content.splitlines():
+            if not chunk.strip():
+                continue
+            try:
+                body = orjson.loads(chunk)
+            except orjson.JSONDecodeError:
+                body = None
+            if not isinstance(body, dict):
+                raise StoreReadError(f"InfluxDB /query answered {resp.text[:300]!r}")
+            if "error" in body:
+                raise StoreReadError(f"InfluxDB query failed: {body['error']}")
+            for result in body.get("results") or []:
+                if "error" in result:
+                    if "database not found" in str(result["error"]):
+                        return []
+                    raise StoreReadError(f"InfluxDB query failed: {result['error']}")
+                series += result.get("series") or []
         return series
 
     @staticmethod
@@ -195,12 +215,28 @@ class InfluxV1Reader:
         end_ms: int,
         step_ms: int,
         device: str | None = None,
+        boolean: bool = False,
     ) -> list[Bucket]:
         f = _ident(field)
+        where = self._where(start_ms, end_ms, device)
+        group = f" GROUP BY time({int(step_ms)}ms) fill(none)"
+        if boolean:
+            # InfluxQL has no mean of a boolean: count all, and count the true ones.
+            source = f"SELECT count({f}) FROM {_ident(measurement)} WHERE {where}"
+            counts: dict[int, list[int]] = {}
+            for i, q in enumerate((source + group, f"{source} AND {f} = true{group}")):
+                for s in await self._query(q):
+                    for t, n in s.get("values") or []:
+                        if n:
+                            counts.setdefault(int(t), [0, 0])[i] += int(n)
+            return [
+                (t, lit / n, 1.0 if lit == n else 0.0, 1.0 if lit else 0.0, n)
+                for t, (n, lit) in sorted(counts.items())
+                if n
+            ]
         q = (
             f"SELECT mean({f}), min({f}), max({f}), count({f}) FROM {_ident(measurement)}"
-            f" WHERE {self._where(start_ms, end_ms, device)}"
-            f" GROUP BY time({int(step_ms)}ms) fill(none)"
+            f" WHERE {where}{group}"
         )
         out: list[Bucket] = []
         for s in await self._query(q):
@@ -314,6 +350,7 @@ class InfluxV2Reader:
         end_ms: int,
         step_ms: int,
         device: str | None = None,
+        boolean: bool = False,
     ) -> list[Bucket]:
         got = await self.points(measurement, [field], start_ms, end_ms, device)
         rows = [
@@ -412,6 +449,7 @@ class SqliteReader:
         end_ms: int,
         step_ms: int,
         device: str | None = None,
+        boolean: bool = False,
     ) -> list[Bucket]:
         inner = (
             "SELECT ts, json_extract(fields, ?) AS v FROM points"

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from alerts.model import rfc3339
+from alerts.model import RULES_WHO, rfc3339
 from alerts.sla import SlaPolicy
 from devices.kinds import KINDS
 from devices.registry import Device, Registry
@@ -20,7 +20,7 @@ from figures.cases import day_cases
 from figures.config import FiguresConfig
 from figures.errors import BadQuery, UnknownDevice
 from figures.lighting import Interval, judge_lamps, night_of, summarise
-from figures.readers import PointReader, buckets_of, make_reader
+from figures.readers import PointReader, make_reader
 from rules.config import LevelsRule, ScheduleRule
 from rules.lit import LitJudge, resolve_rule
 
@@ -102,11 +102,18 @@ class Figures:
 
     async def outages(self, start: int, end: int, now_ms: int) -> dict[str, list[Interval]]:
         out: dict[str, list[Interval]] = {}
-        for a in await self.alerts.overlapping("cabinet_outage", start, end):
-            until = a.cleared_at if a.cleared_at is not None else now_ms
-            if a.state == "closed" and a.cleared_at is None:
-                until = a.closed_at or a.updated_at
-            out.setdefault(a.device, []).append((a.raised_at, until))
+        found = await self.alerts.overlapping("cabinet_outage", start, end)
+        # One alert can hold several outages: cleared, then reactivated before anyone closed it.
+        # Its audit trail tells them apart (raised_at … cleared_at would span the hours between).
+        trails = await self.alerts.trails([a.id for a in found])
+        for a in found:
+            spans = outage_spans(trails.get(a.id, []), now_ms)
+            if not spans:  # no trail (an older store): the alert's own times
+                until = a.cleared_at if a.cleared_at is not None else now_ms
+                if a.state == "closed" and a.cleared_at is None:
+                    until = a.closed_at or a.updated_at
+                spans = [(a.raised_at, until)]
+            out.setdefault(a.device, []).extend(spans)
         return out
 
     async def lighting(self, date: dt.date | None = None) -> dict[str, Any]:
@@ -391,17 +398,9 @@ class Figures:
         smallest = math.ceil(span / self.config.max_points / 1000) * 1000
         step = max(int((step_s or 0) * 1000), smallest, 1000)
         measurement = KINDS[kind].measurement
-        if field == "on":
-            got = await self.reader.points(measurement, ("on",), start, end, device)
-            rows = [
-                (ts, 1.0 if rec.get("on") else 0.0)
-                for series in got.values()
-                for ts, rec in series
-                if rec.get("on") is not None
-            ]
-            buckets = buckets_of(rows, start, step)
-        else:
-            buckets = await self.reader.aggregate(measurement, field, start, end, step, device)
+        buckets = await self.reader.aggregate(
+            measurement, field, start, end, step, device, boolean=field == "on"
+        )
         return {
             "device": device,
             "kind": kind,
@@ -415,6 +414,26 @@ class Figures:
             "max": [b[3] for b in buckets],
             "n": [b[4] for b in buckets],
         }
+
+
+def outage_spans(trail: list[tuple[str, str, int, int]], now_ms: int) -> list[Interval]:
+    """The spans an alert's condition was present, from its audit trail: the rules raise or
+    reactivate it and clear it (event times); a person resolving or closing it ends one too."""
+    spans: list[Interval] = []
+    since: int | None = None
+    for action, who, at, event_at in trail:
+        if action in ("raised", "reactivated") and who == RULES_WHO:
+            if since is None:
+                since = event_at
+        elif since is not None and (
+            (action == "cleared" and who == RULES_WHO) or action in ("resolved", "closed")
+        ):
+            until = event_at if action == "cleared" else at
+            spans.append((since, max(since, until)))
+            since = None
+    if since is not None:
+        spans.append((since, max(since, now_ms)))
+    return spans
 
 
 def _float(value: Any) -> float | None:

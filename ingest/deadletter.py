@@ -5,7 +5,8 @@ never fill the disk. Writes go through the handler's own lock; one line per reje
 
 A per-minute budget, per topic and in all, keeps one bad gateway from rotating everyone else's
 records away: past it, records are counted (and every rejection still is, in metrics) and one
-summary line per minute says how many were left out and from where.
+summary line per minute says how many were left out and from where. Records that hold the only
+copy of an acknowledged reading (`keep`) are never left out: the device will not send it again.
 """
 
 from __future__ import annotations
@@ -57,8 +58,11 @@ class DeadLetterLog:
         payload: bytes | None = None,
         item: Any = None,
         index: int | None = None,
+        keep: bool = False,
     ) -> None:
-        if not self._within_budget(topic):
+        """`keep`: the record holds the only copy of a reading we acknowledged (a point the store
+        refused, a message our own code failed on), so the budget never leaves it out."""
+        if not keep and not self._within_budget(topic):
             return
         record: dict[str, Any] = {
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -71,14 +75,16 @@ class DeadLetterLog:
         if item is not None:
             record["item"] = item
         if payload is not None:
+            # A kept record is whole (mqtt.max_payload_bytes bounds it); others are cut short.
+            limit = len(payload) if keep else self.max_payload_chars
             record["payload_bytes"] = len(payload)
             try:
                 text = payload.decode("utf-8")
-                record["payload"] = text[: self.max_payload_chars]
+                record["payload"] = text[:limit]
             except UnicodeDecodeError:
-                cut = payload[: self.max_payload_chars]
+                cut = payload[:limit]
                 record["payload_b64"] = base64.b64encode(cut).decode("ascii")
-            if len(payload) > self.max_payload_chars:
+            if len(payload) > limit:
                 record["truncated"] = True
         try:
             line = orjson.dumps(record, default=str).decode()

@@ -77,7 +77,11 @@ class Pipeline:
         """A message our own code failed on: kept in the dead-letter log, counted, acknowledged."""
         self.metrics.reject("internal_error")
         self.deadletter.write(
-            topic=topic, reason="internal_error", detail=repr(exc)[:500], payload=payload
+            topic=topic,
+            reason="internal_error",
+            detail=repr(exc)[:500],
+            payload=payload,
+            keep=True,  # acknowledged: this record is the message's only copy
         )
 
     def prepare(self, topic: str, payload: bytes, now_ms: int | None = None) -> list[bytes]:

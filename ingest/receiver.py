@@ -30,6 +30,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import gmqtt
@@ -71,9 +72,13 @@ class MqttReceiver:
         self._held_bytes = 0  # payload bytes received and not yet acknowledged (or dropped)
         self._paused: Any = None  # the connection whose socket reading is paused, if any
         self._keepalive_handle: asyncio.TimerHandle | None = None
+        self._space_watch: asyncio.Task[None] | None = None
         self._spool_failing = False
         self._stopped = asyncio.Event()
         self._order = asyncio.Lock()  # FIFO: batches reach the rules in arrival order
+        # Big payloads are decoded here, one at a time (under `_order`), not in asyncio's shared
+        # pool, where they waited behind figures and alert queries with the whole ingest.
+        self._decode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-decode")
         self._lost = asyncio.Event()  # the current client's connection ended
         # Told when our link to the broker goes down (False) or comes up (True, and whether the
         # broker kept our session, i.e. may hold a backlog): the rules' clock needs to know.
@@ -282,8 +287,8 @@ class MqttReceiver:
             try:
                 if len(payload) > DECODE_IN_THREAD_BYTES:
                     now_ms = time.time_ns() // 1_000_000
-                    decoded = await asyncio.to_thread(
-                        pipeline.decoder.decode, topic, payload, now_ms
+                    decoded = await asyncio.get_running_loop().run_in_executor(
+                        self._decode_pool, pipeline.decoder.decode, topic, payload, now_ms
                     )
                     records += pipeline.accept(topic, payload, decoded)
                 else:
@@ -358,7 +363,15 @@ class MqttReceiver:
         conn = self._paused
         if conn is None:
             return
-        if self._held_bytes > self.config.max_inflight_bytes // 2 or self.pipeline.spool.full:
+        if self._held_bytes > self.config.max_inflight_bytes // 2:
+            return  # the batches holding those bytes call again as they finish
+        if self.pipeline.spool.full:
+            # The last batch may have refilled the spool as it landed, and then no batch is left
+            # to call again: only the writer's progress can end this pause, so wait for it.
+            if self._space_watch is None or self._space_watch.done():
+                self._space_watch = asyncio.create_task(
+                    self._resume_on_space(), name="ingest-resume-on-space"
+                )
             return
         self._paused = None
         if self._keepalive_handle is not None:
@@ -368,10 +381,16 @@ class MqttReceiver:
         if mqtt_seam.is_open(conn):
             mqtt_seam.resume_reading(conn)
 
+    async def _resume_on_space(self) -> None:
+        await self.pipeline.spool.wait_space()
+        self._maybe_resume()
+
     async def stop(self, timeout: float = 3.0) -> None:
         """Stop taking messages: let in-flight handlers finish (so they are spooled), disconnect."""
         self._stopping = True
         self._stopped.set()
+        if self._space_watch is not None:
+            self._space_watch.cancel()
         self._lost.set()
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=timeout)

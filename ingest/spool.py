@@ -24,6 +24,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -71,6 +72,9 @@ class Spool:
         self._on_size = on_size
         # The fsync of appended frames (an I/O edge: tests block it to prove no ack leaves early).
         self.fsync: Callable[[int], None] = os.fsync
+        # Its own thread: in asyncio's shared pool an fsync (and every ack) waited behind
+        # whatever else ran there (figures and alert queries).
+        self._fsync_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-fsync")
         # Write side
         self._file: BinaryIO | None = None
         self._segment = 0
@@ -323,7 +327,7 @@ class Spool:
         target = self._written
         try:
             file.flush()
-            await loop.run_in_executor(None, self.fsync, file.fileno())
+            await loop.run_in_executor(self._fsync_pool, self.fsync, file.fileno())
         except Exception as exc:
             # Never fsync this descriptor again: after a failed fsync the kernel may have
             # dropped the dirty pages and a second fsync would report success for data that
@@ -598,6 +602,7 @@ class Spool:
             self._committer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._committer
+        self._fsync_pool.shutdown(wait=False)
         if self._file is not None:
             try:
                 self._file.flush()

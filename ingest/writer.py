@@ -157,6 +157,7 @@ class Writer:
             reason="store_rejected",
             detail=f"store refused the point: {message}",
             item={"line": line.decode("utf-8", "replace")},
+            keep=True,  # the spool has let go of it: this record is the point's only copy
         )
 
 

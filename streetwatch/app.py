@@ -150,9 +150,13 @@ class Service:
                 self.figures,
                 self.settings.reports,
                 self.settings.data_dir / "reports.sqlite",
-                # A report is kept only once what was acknowledged overnight is in the store.
+                # A report is kept only once what was acknowledged overnight is in the store:
+                # nothing waits in the spool longer than the writer's ordinary lag (a small
+                # backlog left after an outage is the oldest readings, last night's).
                 store_caught_up=lambda: (
-                    not self.writer.failing and self.spool.pending_bytes < 4 * 1024 * 1024
+                    not self.writer.failing
+                    and self.spool.oldest_age_s()
+                    < max(10.0, 10 * self.settings.storage.batch_interval_s)
                 ),
             )
         self.http_app.include_router(build_router(self.figures, self.reports))

@@ -77,3 +77,16 @@ def test_the_total_budget_holds_against_many_topics(tmp_path: Path) -> None:
     recs = records(tmp_path / "dl.jsonl")
     assert len([r for r in recs if r["reason"] == "not_json"]) == 100
     assert dl.suppressed == 200
+
+
+def test_a_message_our_code_failed_on_is_kept_whole_past_the_budget(tmp_path: Path) -> None:
+    # Acknowledged, and in no store: the dead-letter record is the only copy of its readings.
+    pipeline, dl = make_pipeline(tmp_path, per_topic_per_minute=1, max_per_minute=1)
+    now = time.time_ns() // 1_000_000
+    big = b"[" + b",".join(b'{"ts": %d, "on": true}' % (now - i) for i in range(2000)) + b"]"
+    for _ in range(3):
+        pipeline.internal_error(TOPIC, big, KeyError("a bug of ours"))
+    dl.close()
+    kept = [r for r in records(tmp_path / "dl.jsonl") if r["reason"] == "internal_error"]
+    assert len(kept) == 3
+    assert all(r["payload"] == big.decode() and "truncated" not in r for r in kept)

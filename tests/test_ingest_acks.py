@@ -403,3 +403,80 @@ async def test_qos0_readings_wait_for_a_full_spool_like_any_other(
     finally:
         store_open.set()
         await service.stop()
+
+
+async def test_a_pause_for_a_full_spool_ends_when_the_store_drains_it(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    # The batch that waited for room refills the spool as it lands: when it finishes the spool
+    # is full again, no other batch is in flight, and only the writer's progress can end the
+    # pause. Readings sent afterwards must still arrive once the store has drained the spool.
+    service = make_service(
+        tmp_path / "data",
+        mosquitto.port,
+        "3.1.1",
+        spool_max_bytes=1024 * 1024,
+        batch_lines=2000,
+    )
+    tokens: asyncio.Queue[None] = asyncio.Queue()
+    store_open = asyncio.Event()
+    real_write = service.store.write
+
+    async def metered_write(lines: list[bytes]) -> None:
+        if not store_open.is_set():
+            await tokens.get()  # the store takes one batch per token
+        await real_write(lines)
+
+    service.store.write = metered_write  # type: ignore[method-assign]
+    await service.start()
+    try:
+        await asyncio.wait_for(service.receiver.connected.wait(), 20)
+        filler = 0
+        while not service.spool.full:  # just full: one store batch makes room
+            service.spool.append([b"lamp,device=F on=true %d" % (filler + i) for i in range(100)])
+            filler += 100
+        await service.spool.durable()
+        ts = now_ms() - 60_000
+        backlog = b"[" + b",".join(b'{"ts": %d, "on": true}' % (ts + i) for i in range(6000))
+        await asyncio.to_thread(
+            publish, mosquitto.port, [("city/jining/lamp/GW/telemetry", backlog + b"]")]
+        )
+        await wait_for(lambda: service.receiver.paused)
+        tokens.put_nowait(None)  # one store batch: a little room, the backlog takes it and more
+        await wait_for(lambda: not service.receiver._inflight and service.spool.full)
+        store_open.set()
+        tokens.put_nowait(None)
+        await wait_for(lambda: service.spool.pending_bytes == 0, timeout=60)
+        await asyncio.to_thread(publish, mosquitto.port, readings(1, device="AFTER"))
+        await wait_for(lambda: stored(service) == filler + 6000 + 1, timeout=30)
+        assert not service.receiver.paused
+    finally:
+        store_open.set()
+        tokens.put_nowait(None)
+        await service.stop()
+
+
+async def test_acks_do_not_wait_for_other_work_in_the_shared_thread_pool(
+    tmp_path: Path, mosquitto: Mosquitto, proxy: SniffingProxy
+) -> None:
+    # Figures, alert and report queries run in asyncio's default thread pool; a few slow ones
+    # (a year of SQLite rows) must not hold the spool's fsync or a big message's decoding, or
+    # every reading of the city waits unacknowledged behind a chart.
+    service = make_service(tmp_path / "data", proxy.port)
+    await service.start()
+    release = threading.Event()
+    loop = asyncio.get_running_loop()
+    busy = [loop.run_in_executor(None, release.wait, 60) for _ in range(40)]
+    try:
+        await asyncio.wait_for(service.receiver.connected.wait(), 20)
+        ts = now_ms() - 60_000
+        backlog = b"[" + b",".join(b'{"ts": %d, "on": true}' % (ts + i) for i in range(2000))
+        msgs = [*readings(5), ("city/jining/lamp/GW/telemetry", backlog + b"]")]
+        sender = threading.Thread(target=publish, args=(mosquitto.port, msgs))
+        sender.start()  # not through the pool, which is busy
+        await wait_for(lambda: len(proxy.pubacks()) == 6, timeout=30)
+        sender.join(10)
+    finally:
+        release.set()
+        await asyncio.gather(*busy)
+        await service.stop()

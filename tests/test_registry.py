@@ -56,6 +56,11 @@ def test_utf8_bom_from_excel_is_fine(tmp_path: Path) -> None:
         ("device_id,kind,rated_w\nL1,lamp,lots\n", "rated_w"),
         ("device_id,kind,road_class\nL1,lamp,motorway\n", "road_class"),
         ("id,kind\nL1,lamp\n", "device_id"),
+        # Not numbers either: a NaN or infinite interval made every lighting rate a 500.
+        ("device_id,kind,report_interval_s\nL1,lamp,nan\n", "report_interval_s"),
+        ("device_id,kind,report_interval_s\nL1,lamp,inf\n", "report_interval_s"),
+        ("device_id,kind,rated_w\nL1,lamp,NaN\n", "rated_w"),
+        ("device_id,kind,lat\nL1,lamp,-Infinity\n", "lat"),
     ],
 )
 def test_bad_rows_fail_naming_file_line_and_column(tmp_path: Path, text: str, match: str) -> None:
