@@ -39,7 +39,6 @@ HOSTILE = [
     {"field": "power", "device": "A1", "step": "inf"},
     {"field": "power", "device": "A1", "step": "1e308"},
     {"field": "power", "device": "A1", "step": "nan"},
-    {"field": "power", "device": "A1", "step": "0"},
     {"field": "power", "device": "A1", "step": "-5m"},
     {"field": "power", "device": "A1", "from": "-99999999999999999999", "to": "0"},
     {"field": "power", "device": "A1", "to": "99999999999999999999999"},
