@@ -5,7 +5,8 @@
   points its own name at 127.0.0.1 can make the operator's browser send requests here, but they
   carry the page's host name. With no list configured, a service bound to a loopback address
   answers only to loopback names, and one bound elsewhere to any name.
-- **Read tokens** (`http.read_token_required: true`): every GET except `/healthz` needs a token of
+- **Read tokens** (`http.read_token_required: true`): every GET except `/healthz` and a crew's
+  one-tap ack page `/a/…` (its signed link is its credential) needs a token of
   `http.tokens` / `http.token`, as `Authorization: Bearer …` or as `?access_token=` (RFC 6750 §2.3;
   a browser cannot put a header on the page's own address or on an EventSource).
 - **One error shape**: every 4xx/5xx body is `{"detail": "…"}`; a request that fails validation
@@ -40,6 +41,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 OPEN_PATHS = frozenset({"/healthz"})  # probes never need a token
+# A crew's one-tap ack page (notify/page.py): the signed link is its credential (a phone has no
+# bearer token to add), and the page checks it before it shows anything.
+OPEN_PREFIXES = ("/a/",)
 DOCS = "/api/docs"
 
 
@@ -101,6 +105,7 @@ class AccessGuard:
             self.read_token_required
             and scope["method"] in ("GET", "HEAD")
             and scope["path"] not in OPEN_PATHS
+            and not scope["path"].startswith(OPEN_PREFIXES)
         ):
             token = bearer(headers.get("authorization"))
             if token is None:
