@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from alerts.model import wall_ms
 from notify import links
@@ -55,3 +56,18 @@ def test_the_ack_link_works_when_reads_need_a_token(tmp_path: Path) -> None:
         assert httpx.get(f"{live.url}/api/alerts").status_code == 401
         assert httpx.get(f"{live.url}/api/alerts/{alert.id}?c=x&t=1.x").status_code == 401
         assert httpx.get(f"{live.url}/a/{alert.id}").status_code == 403
+
+
+@pytest.mark.parametrize(
+    "token", ["².abc", "１２.abc", "٣٤٥.abc", "9" * 13 + ".abc", ".", "", "1.", "x" * 5000]
+)
+def test_odd_link_tokens_are_refused_never_a_500(tmp_path: Path, token: str) -> None:
+    with app(tmp_path) as live:
+        alert = live.raise_alert(rule="lamp_dark", device="L-GHL-014", kind="lamp", at=wall_ms())
+        url = f"{live.url}/a/{alert.id}"
+        for r in (
+            httpx.get(url, params={"c": ODD_CREW, "t": token}),
+            httpx.post(url, params={"c": ODD_CREW, "t": token}, content="note=x"),
+        ):
+            assert r.status_code == 403, (token, r.status_code, r.text[:200])
+        assert all(c.action != "acknowledged" for c in live.store.history(alert.id))
