@@ -31,7 +31,7 @@ from notify import links
 from notify.errors import NotifyConfigError
 from notify.outbox import SCHEMA, Outbox, insert
 from notify.routing import ESCALATION, FALLBACK, RANK, Router, Target
-from notify.sender import AppriseSender, Sender, valid_url
+from notify.sender import AppriseSender, Sender, message_bytes, valid_url
 from notify.text import Place, Writer
 from notify.worker import ChannelWorker, wall_ms
 from rules.signals import Condition
@@ -198,6 +198,7 @@ class Notifier:
                 self.writer,
                 on_down=self._channel_down,
                 on_up=self._channel_up,
+                message_bytes=message_bytes(target.url),
             )
             # A channel reported down before a restart stays down until a send works again.
             worker.down = self.store.find_open(CHANNEL_RULE, f"notify-{target.channel}") is not None

@@ -3,6 +3,8 @@
 - At most `max_per_minute` messages a minute on the channel. While more than one is left in the
   minute, notices go one by one; the last message of the minute waits `digest_wait_s` to gather what
   else is queued and carries it all as one digest (every change named, one link). Nothing is dropped.
+- A digest carries as many changes as fit in one message of the channel (`message_bytes`: a WeCom
+  bot takes 2048 bytes); the rest go into the next message.
 - A failed send is retried after capped exponential backoff with jitter (`retry_min_s` doubling up
   to `retry_max_s`), for hours; a notice older than `give_up_after_s` is given up, and the channel
   is reported down (an alert about the channel itself) until a send works again.
@@ -45,8 +47,10 @@ class ChannelWorker:
         *,
         on_down: Callable[[Target, str, float], None],
         on_up: Callable[[Target], None],
+        message_bytes: int = 32768,
     ) -> None:
         self.target = target
+        self.message_bytes = message_bytes
         self.outbox = outbox
         self.config = config
         self.sender = sender
@@ -117,11 +121,11 @@ class ChannelWorker:
             rows = self.outbox.queued(self.target.crew, self.target.channel, DIGEST_MAX)
             if not rows:
                 return
-        batch = rows if room == 1 and len(rows) > 1 else rows[:1]
+        batch = self._fit(rows) if room == 1 and len(rows) > 1 else rows[:1]
         if len(batch) == 1:
             title, body = batch[0].title, batch[0].body
         else:
-            title, body = self.writer.digest([r.line for r in batch], [r.road for r in batch])
+            title, body = self._digest(batch)
         error = await self.sender.send(self.target.url, title, body)
         ids = [r.id for r in batch]
         if error is None:
@@ -151,6 +155,26 @@ class ChannelWorker:
             delay,
         )
         await self._sleep(delay, wakeable=False)
+
+    def _digest(self, rows: list[Row]) -> tuple[str, str]:
+        return self.writer.digest([r.line for r in rows], [r.road for r in rows])
+
+    def _fit(self, rows: list[Row]) -> list[Row]:
+        """The first changes of `rows` whose digest fits in one message of the channel (at least
+        one): a receiver refuses a longer message on every retry, or cuts it."""
+
+        def size(n: int) -> int:
+            title, body = self._digest(rows[:n])
+            return len(title.encode()) + 2 + len(body.encode())
+
+        lo, hi = 1, len(rows)  # size grows with n: the largest n that fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if size(mid) <= self.message_bytes:
+                lo = mid
+            else:
+                hi = mid - 1
+        return rows[:lo]
 
     def _give_up(self, rows: list[Row]) -> None:
         error = self.last_error or "not delivered in time"

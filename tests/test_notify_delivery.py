@@ -12,6 +12,7 @@ import pytest
 
 from alerts.model import wall_ms
 from notify.receiver import JsonReceiver
+from notify.sender import message_bytes
 from tests.liveapp import LiveApp
 from tests.notify_support import REGISTRY, SmtpServer, json_receiver, on_path
 
@@ -252,3 +253,35 @@ def test_reminder_and_escalation_notices_reach_the_crew_and_escalate_to(tmp_path
     assert any(t.startswith("【超时升级·紧急】") for t in crew[2:])
     assert boss and all(t.startswith("【超时升级·紧急】") for t in boss)
     assert all(alert.id in n["message"] for n in rx.received)
+
+
+def test_a_digest_never_outgrows_the_channels_message_size(tmp_path: Path) -> None:
+    # Long road names (the registry's text) make each digest line about 1 KB: 40 of them are more
+    # than one message to this channel may carry (json:// as apprise knows it: 32768), and a
+    # receiver that refuses a bigger message refuses the same digest on every retry.
+    road = "洸河路" + "东" * 300
+    with JsonReceiver(json_receiver().port, max_bytes=32768) as rx:
+        notify = {
+            "crews": [{"name": "洸河路班", "urls": [rx.url()]}],
+            "max_per_minute": 2,
+            "digest_wait_s": 0.5,
+        }
+        with app(tmp_path, notify) as live:
+            devices = [f"L-GHL-{i:03d}" for i in range(100, 140)]
+            for device in devices:
+                raise_(live, "lamp_dark", device, road=road, severity="major")
+            rx.wait(lambda got: all(any(d in n["message"] for n in got) for d in devices), 150)
+            outbox = live.service.notifier.outbox
+            deadline = time.monotonic() + 10
+            while any(r["state"] == "queued" for r in outbox.all_rows()):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            rows = outbox.all_rows()
+    assert rx.refused == 0
+    text = "\n".join(n["message"] for n in rx.received)
+    assert all(text.count(d) == 1 for d in devices)
+    assert len(rows) == 40 and {r["state"] for r in rows} == {"sent"}
+    print(f"\n40 long-named alerts: {len(rx.received)} messages, each within the channel's size")
+    # The sizes apprise knows for the chat bots crews use (WeCom counts bytes).
+    assert message_bytes("wecombot://" + "k" * 24) == 2048
+    assert message_bytes("dingtalk://" + "t" * 64) < 20000
