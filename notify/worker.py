@@ -4,7 +4,8 @@
   minute, notices go one by one; the last message of the minute waits `digest_wait_s` to gather what
   else is queued and carries it all as one digest (every change named, one link). Nothing is dropped.
 - A digest carries as many changes as fit in one message of the channel (`message_bytes`: a WeCom
-  bot takes 2048 bytes); the rest go into the next message.
+  bot takes 2048 bytes); the rest go into the next message. A single notice longer than that has
+  its long registry or device text cut (links and the alert id kept whole).
 - A failed send is retried after capped exponential backoff with jitter (`retry_min_s` doubling up
   to `retry_max_s`), for hours; a notice older than `give_up_after_s` is given up, and the channel
   is reported down (an alert about the channel itself) until a send works again.
@@ -24,7 +25,7 @@ from notify.config import NotifyConfig
 from notify.outbox import Outbox, Row
 from notify.routing import Target
 from notify.sender import Sender
-from notify.text import Writer
+from notify.text import Writer, fit
 
 log = logging.getLogger("streetwatch.notify")
 
@@ -123,7 +124,10 @@ class ChannelWorker:
                 return
         batch = self._fit(rows) if room == 1 and len(rows) > 1 else rows[:1]
         if len(batch) == 1:
-            title, body = batch[0].title, batch[0].body
+            # One notice too long for the channel would be refused on every retry and hold up
+            # every notice behind it: its long registry or device text is cut instead.
+            one = batch[0]
+            title, body = fit(one.title, one.body, self.message_bytes, ("://", one.alert_id))
         else:
             title, body = self._digest(batch)
         error = await self.sender.send(self.target.url, title, body)

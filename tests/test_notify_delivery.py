@@ -285,3 +285,20 @@ def test_a_digest_never_outgrows_the_channels_message_size(tmp_path: Path) -> No
     # The sizes apprise knows for the chat bots crews use (WeCom counts bytes).
     assert message_bytes("wecombot://" + "k" * 24) == 2048
     assert message_bytes("dingtalk://" + "t" * 64) < 20000
+
+
+def test_a_notice_too_long_for_its_channel_is_cut_not_stuck(tmp_path: Path) -> None:
+    # A road name longer than one message of the channel may carry: refused on every retry, it
+    # held up every later notice of the channel until it was given up a day later.
+    road = "洸河路" + "东" * 12000
+    with JsonReceiver(json_receiver().port, max_bytes=32768) as rx:
+        notify = {"crews": [{"name": "洸河路班", "urls": [rx.url()]}]}
+        with app(tmp_path, notify) as live:
+            long = raise_(live, "lamp_dark", "L-GHL-014", road=road, message="灯" * 12000)
+            after = raise_(live, "lamp_dark", "L-GHL-015", road="洸河路", severity="major")
+            rx.wait(lambda got: any(after.id in n["message"] for n in got), 30)
+            rx.wait(lambda got: any(long.id in n["message"] for n in got), 30)
+    assert rx.refused == 0
+    cut = next(n for n in rx.received if long.id in n["message"])
+    assert "L-GHL-014" in cut["message"] and "…" in cut["message"]
+    assert f"告警编号：{long.id}" in cut["message"].splitlines()
