@@ -207,13 +207,22 @@ class Notifier:
                 asyncio.create_task(worker.run(), name=f"notify {target.crew}/{target.channel}")
             )
         self._tasks.append(asyncio.create_task(self._purge_daily(), name="notify purge"))
-        orphans = {k for k in self.outbox.stats() if k not in self.workers}
-        for crew, channel in sorted(orphans):
-            log.warning(
-                "notices queued for %s/%s, a channel no longer configured: kept, not sent",
-                crew,
-                channel,
+        self._rehome()
+
+    def _rehome(self) -> None:
+        """Notices queued for a channel the config no longer names (a crew's webhook replaced
+        while they waited) go to that crew's channels now, once each; with no such crew left,
+        they are given up. Either way nothing waits for a URL that is gone."""
+        channels: dict[str, list[str]] = {}
+        for crew, channel in self.workers:
+            channels.setdefault(crew, []).append(channel)
+        for crew, channel in sorted(k for k in self.outbox.stats() if k not in self.workers):
+            to = channels.get(crew, [])
+            why = "channel no longer configured" + (
+                f"; queued again for {', '.join(to)}" if to else "; its crew is gone"
             )
+            n = self.outbox.move(crew, channel, to, why)
+            log.warning("%d notices queued for %s/%s: %s", n, crew, channel, why)
 
     async def _purge_daily(self) -> None:
         while True:

@@ -302,3 +302,32 @@ def test_a_notice_too_long_for_its_channel_is_cut_not_stuck(tmp_path: Path) -> N
     cut = next(n for n in rx.received if long.id in n["message"])
     assert "L-GHL-014" in cut["message"] and "…" in cut["message"]
     assert f"告警编号：{long.id}" in cut["message"].splitlines()
+
+
+def test_a_changed_crew_url_gets_the_notices_queued_for_the_old_one(tmp_path: Path) -> None:
+    # The crew's webhook was replaced (a new key) while notices waited for the old one: after the
+    # restart they go to the crew's new URL, once, and nothing waits for a URL no longer there.
+    dead = JsonReceiver(json_receiver().port)  # the old URL: never answers
+    with json_receiver() as rx:
+        first = {"crews": [{"name": "洸河路班", "urls": [dead.url("old")]}]}
+        with app(tmp_path, first) as live:
+            a = raise_(live, "lamp_dark", "L-GHL-014", road="洸河路", severity="major")
+            b = raise_(live, "lamp_dark", "L-GHL-015", road="洸河路", severity="major")
+        second = {"crews": [{"name": "洸河路班", "urls": [rx.url("new"), rx.url("also")]}]}
+        with app(tmp_path, second) as live:
+            want = {(p, i) for p in ("/new", "/also") for i in (a.id, b.id)}
+            rx.wait(
+                lambda got: (
+                    want <= {(n["path"], i) for n in got for i in (a.id, b.id) if i in n["message"]}
+                ),
+                30,
+            )
+            time.sleep(1.0)
+            outbox = live.service.notifier.outbox
+            rows = outbox.all_rows()
+            stats = outbox.stats()
+    got = Counter((n["path"], i) for n in rx.received for i in (a.id, b.id) if i in n["message"])
+    assert got == dict.fromkeys(want, 1)
+    assert stats == {}  # nothing left queued, for the old URL or any other
+    old = [r for r in rows if r["channel"].startswith("json-") and r["state"] == "given_up"]
+    assert len(old) == 2
