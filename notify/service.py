@@ -233,9 +233,14 @@ class Notifier:
                 log.exception("notice outbox purge failed")
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Cancelled again until done: on Python 3.11 a worker idling in wait_for() swallows a
+        # cancel that lands as it is woken (a notice queued as the service stops), and would
+        # go on sending after the store closed.
+        pending = set(self._tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.2)
         self._tasks = []
         self.workers = {}
         self._loop = None
