@@ -130,23 +130,20 @@ class ChannelWorker:
             title, body = fit(one.title, one.body, self.message_bytes, ("://", one.alert_id))
         else:
             title, body = self._digest(batch)
-        error = await self.sender.send(self.target.url, title, body)
-        ids = [r.id for r in batch]
-        if error is None:
-            self.outbox.mark_sent(ids, wall_ms())
-            self._sent_at.append(time.monotonic())
-            self.sent += len(batch)
-            self.messages += 1
-            self.digests += len(batch) > 1
-            self.failures = 0
-            if self.down:
-                self.down = False
-                self.on_up(self.target)
+        sending = asyncio.ensure_future(self.sender.send(self.target.url, title, body))
+        try:
+            error = await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            # Stopping while the message is on its way: wait for the receiver's answer (apprise's
+            # own timeouts bound it) and record it, or the next start sends it again.
+            while not sending.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(sending)
+            if not sending.cancelled() and sending.exception() is None:
+                self._record(batch, sending.result())
+            raise
+        if self._record(batch, error):
             return
-        self.failed += 1
-        self.failures += 1
-        self.last_error = error
-        self.outbox.mark_failed(ids, error)
         delay = min(
             self.config.retry_max_s, self.config.retry_min_s * 2 ** min(self.failures - 1, 30)
         )
@@ -159,6 +156,26 @@ class ChannelWorker:
             delay,
         )
         await self._sleep(delay, wakeable=False)
+
+    def _record(self, batch: list[Row], error: str | None) -> bool:
+        """Mark the batch sent (True) or its attempt failed (False)."""
+        ids = [r.id for r in batch]
+        if error is None:
+            self.outbox.mark_sent(ids, wall_ms())
+            self._sent_at.append(time.monotonic())
+            self.sent += len(batch)
+            self.messages += 1
+            self.digests += len(batch) > 1
+            self.failures = 0
+            if self.down:
+                self.down = False
+                self.on_up(self.target)
+            return True
+        self.failed += 1
+        self.failures += 1
+        self.last_error = error
+        self.outbox.mark_failed(ids, error)
+        return False
 
     def _digest(self, rows: list[Row]) -> tuple[str, str]:
         return self.writer.digest([r.line for r in rows], [r.road for r in rows])

@@ -331,3 +331,18 @@ def test_a_changed_crew_url_gets_the_notices_queued_for_the_old_one(tmp_path: Pa
     assert stats == {}  # nothing left queued, for the old URL or any other
     old = [r for r in rows if r["channel"].startswith("json-") and r["state"] == "given_up"]
     assert len(old) == 2
+
+
+def test_a_stop_during_a_send_records_it_and_a_restart_sends_it_not_again(tmp_path: Path) -> None:
+    # The receiver takes a second to answer; the service stops (SIGTERM, a deploy) meanwhile.
+    slow = JsonReceiver(json_receiver().port, on_notice=lambda n: time.sleep(1.5))
+    with slow as rx:
+        notify = {"crews": [{"name": "洸河路班", "urls": [rx.url()]}]}
+        with app(tmp_path, notify) as live:
+            alert = raise_(live, "lamp_dark", "L-GHL-014")
+            rx.wait(lambda got: len(got) == 1)  # in the receiver, not answered yet
+        with app(tmp_path, notify) as live:
+            time.sleep(3.0)  # a restart that sent it again would have done so by now
+            rows = live.service.notifier.outbox.all_rows()
+    assert sum(alert.id in n["message"] for n in rx.received) == 1
+    assert [r["state"] for r in rows] == ["sent"]
