@@ -185,6 +185,21 @@ class Outbox:
                 raise
         return cur.rowcount
 
+    def sent_since(self, crew: str, channel: str, since_ms: int) -> list[int]:
+        """When each message of the channel sent at or after `since_ms` went (wall ms, oldest
+        first; a digest is one message)."""
+        with self._lock:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT max(sent_at) FROM notify_outbox WHERE crew = ? AND channel = ?"
+                    " AND state = 'sent' AND sent_at >= ? GROUP BY message ORDER BY 1",
+                    (crew, channel, since_ms),
+                )
+                .fetchall()
+            )
+        return [int(at) for (at,) in rows]
+
     def stats(self) -> dict[tuple[str, str], tuple[int, int | None]]:
         """(crew, channel) → (queued, oldest queued created_at)."""
         with self._lock:

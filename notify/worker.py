@@ -87,7 +87,18 @@ class ChannelWorker:
             self._sent_at.popleft()
         return self.config.max_per_minute - len(self._sent_at)
 
+    def _recall_minute(self) -> None:
+        """The messages of the last minute before a restart count against this one: a service
+        restarted (or crash-looping) within the minute must not start a fresh minute's worth."""
+        now_ms, now = wall_ms(), time.monotonic()
+        for at in self.outbox.sent_since(self.target.crew, self.target.channel, now_ms - 60_000):
+            self._sent_at.append(now - max(0, now_ms - at) / 1000)
+
     async def run(self) -> None:
+        try:
+            self._recall_minute()
+        except Exception:
+            log.exception("notice worker %s/%s", self.target.crew, self.target.channel)
         while True:
             try:
                 await self.step()

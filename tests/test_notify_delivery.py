@@ -333,6 +333,24 @@ def test_a_changed_crew_url_gets_the_notices_queued_for_the_old_one(tmp_path: Pa
     assert len(old) == 2
 
 
+def test_the_per_minute_cap_holds_across_a_restart(tmp_path: Path) -> None:
+    # A service restarted (or crash-looping) within the minute must not start a fresh minute's
+    # worth of messages to the same crew.
+    with json_receiver() as rx:
+        notify = {"crews": [{"name": "洸河路班", "urls": [rx.url()]}], "max_per_minute": 2}
+        with app(tmp_path, notify) as live:
+            first = [raise_(live, "lamp_dark", f"L-GHL-{i:03d}") for i in range(100, 102)]
+            rx.wait(lambda got: len(got) == 2, 30)
+        with app(tmp_path, notify) as live:
+            later = [raise_(live, "lamp_dark", f"L-GHL-{i:03d}") for i in range(200, 203)]
+            time.sleep(5.0)
+            within_the_minute = len(rx.received)
+            names = [a.device for a in first + later]  # a digest names alerts by device
+            rx.wait(lambda got: all(any(d in n["message"] for n in got) for d in names), 120)
+    assert within_the_minute == 2
+    assert len(rx.received) <= 4
+
+
 def test_a_stop_during_a_send_records_it_and_a_restart_sends_it_not_again(tmp_path: Path) -> None:
     # The receiver takes a second to answer; the service stops (SIGTERM, a deploy) meanwhile.
     slow = JsonReceiver(json_receiver().port, on_notice=lambda n: time.sleep(1.5))
