@@ -64,9 +64,12 @@ def rfc3339(ms: int) -> str:
 def parse_time(text: str) -> int:
     """RFC 3339 with an offset (or `Z`), or integer epoch milliseconds → epoch ms. ValueError if not."""
     text = text.strip()
-    if text.lstrip("-").isdigit():
+    digits = text.removeprefix("-")
+    if digits.isascii() and digits.isdigit():  # not "²" or "１２": int() refuses or reads those
+        if len(digits) > 18:  # past SQLite's 64-bit integers (and int()'s 4300-digit limit)
+            raise ValueError(f"time {text[:24]}… is out of range (epoch ms)")
         return int(text)
-    return rfc3339_to_ms(text)
+    return rfc3339_to_ms(text[:64])
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,7 +77,8 @@ def _parse_last_id(text: str | None) -> int | None:
     if text is None:
         return None
     text = text.strip()
-    return int(text) if text.isdigit() else None
+    # ASCII digits that fit SQLite's integers; anything else is "not a number" (a snapshot).
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 class AlertStream:

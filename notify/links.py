@@ -38,7 +38,8 @@ def verify(secret: str | None, alert_id: str, crew: str, token: str, now_s: floa
     if not secret:
         raise LinkRefused("off")
     expiry_text, _, mac = token.partition(".")
-    if not expiry_text.isdigit() or len(expiry_text) > 12 or not mac:
+    # ASCII digits only: str.isdigit() also takes "²" or "１", which int() refuses or reads.
+    if not (expiry_text.isascii() and expiry_text.isdigit()) or len(expiry_text) > 12 or not mac:
         raise LinkRefused("bad")
     expires = int(expiry_text)
     if not hmac.compare_digest(mac.encode(), _mac(secret, alert_id, crew, expires).encode()):

@@ -158,6 +158,48 @@ class Outbox:
             "UPDATE notify_outbox SET state = 'given_up', last_error = ?", [error[:500]], ids
         )
 
+    def move(self, crew: str, channel: str, to: list[str], why: str) -> int:
+        """A channel no longer configured: its queued notices are queued for each of `to` (the
+        crew's channels now; a channel that already has a change keeps its own row) and given up
+        here with `why`, in one transaction. Returns how many were waiting."""
+        with self._lock:
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for new in to:
+                    db.execute(
+                        "INSERT OR IGNORE INTO notify_outbox (seq, crew, channel, alert_id, event,"
+                        " created_at, payload) SELECT seq, crew, ?, alert_id, event, created_at,"
+                        " payload FROM notify_outbox WHERE state = 'queued' AND crew = ?"
+                        " AND channel = ? ORDER BY id",
+                        (new, crew, channel),
+                    )
+                cur = db.execute(
+                    "UPDATE notify_outbox SET state = 'given_up', last_error = ?"
+                    " WHERE state = 'queued' AND crew = ? AND channel = ?",
+                    (why[:500], crew, channel),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return cur.rowcount
+
+    def sent_since(self, crew: str, channel: str, since_ms: int) -> list[int]:
+        """When each message of the channel sent at or after `since_ms` went (wall ms, oldest
+        first; a digest is one message)."""
+        with self._lock:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT max(sent_at) FROM notify_outbox WHERE crew = ? AND channel = ?"
+                    " AND state = 'sent' AND sent_at >= ? GROUP BY message ORDER BY 1",
+                    (crew, channel, since_ms),
+                )
+                .fetchall()
+            )
+        return [int(at) for (at,) in rows]
+
     def stats(self) -> dict[tuple[str, str], tuple[int, int | None]]:
         """(crew, channel) → (queued, oldest queued created_at)."""
         with self._lock:

@@ -24,8 +24,13 @@ class JsonReceiver:
         *,
         host: str = "127.0.0.1",
         on_notice: Callable[[dict[str, Any]], None] | None = None,
+        max_bytes: int | None = None,
     ) -> None:
         self.host = host
+        # Refuse (413) a title and message longer than this many UTF-8 bytes, as chat bots do
+        # (a WeCom bot takes 2048 bytes, DingTalk about 20000).
+        self.max_bytes = max_bytes
+        self.refused = 0
         self.port = port
         self.on_notice = on_notice
         self.received: list[dict[str, Any]] = []
@@ -47,6 +52,16 @@ class JsonReceiver:
                     data = orjson.loads(raw)
                 except orjson.JSONDecodeError:
                     self.send_response(400)
+                    self.end_headers()
+                    return
+                size = len(str(data.get("title", "")).encode()) + len(
+                    str(data.get("message", "")).encode()
+                )
+                if receiver.max_bytes is not None and size > receiver.max_bytes:
+                    with receiver.cond:
+                        receiver.refused += 1
+                    self.send_response(413)
+                    self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 notice = {

@@ -25,6 +25,21 @@ def valid_url(url: str) -> bool:
     return apprise.Apprise.instantiate(url, suppress_exceptions=True) is not None
 
 
+DEFAULT_MESSAGE_BYTES = 32768
+
+
+def message_bytes(url: str) -> int:
+    """How many UTF-8 bytes of title and body one message down `url` may carry: the service's own
+    limit as apprise knows it (a WeCom bot 2048, DingTalk and Feishu about 20000, others 32768).
+    Counted in bytes, not characters (a WeCom bot counts bytes, and a Chinese character is three),
+    so a digest sized to it is never refused, or cut, for its length."""
+    import apprise
+
+    plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+    limit = getattr(plugin, "body_maxlen", 0) if plugin is not None else 0
+    return int(limit) if isinstance(limit, int) and limit > 0 else DEFAULT_MESSAGE_BYTES
+
+
 def send_now(url: str, title: str, body: str) -> str | None:
     """Blocking send (for the CLI and the worker thread)."""
     import apprise

@@ -31,7 +31,7 @@ from notify import links
 from notify.errors import NotifyConfigError
 from notify.outbox import SCHEMA, Outbox, insert
 from notify.routing import ESCALATION, FALLBACK, RANK, Router, Target
-from notify.sender import AppriseSender, Sender, valid_url
+from notify.sender import AppriseSender, Sender, message_bytes, valid_url
 from notify.text import Place, Writer
 from notify.worker import ChannelWorker, wall_ms
 from rules.signals import Condition
@@ -198,6 +198,7 @@ class Notifier:
                 self.writer,
                 on_down=self._channel_down,
                 on_up=self._channel_up,
+                message_bytes=message_bytes(target.url),
             )
             # A channel reported down before a restart stays down until a send works again.
             worker.down = self.store.find_open(CHANNEL_RULE, f"notify-{target.channel}") is not None
@@ -206,13 +207,22 @@ class Notifier:
                 asyncio.create_task(worker.run(), name=f"notify {target.crew}/{target.channel}")
             )
         self._tasks.append(asyncio.create_task(self._purge_daily(), name="notify purge"))
-        orphans = {k for k in self.outbox.stats() if k not in self.workers}
-        for crew, channel in sorted(orphans):
-            log.warning(
-                "notices queued for %s/%s, a channel no longer configured: kept, not sent",
-                crew,
-                channel,
+        self._rehome()
+
+    def _rehome(self) -> None:
+        """Notices queued for a channel the config no longer names (a crew's webhook replaced
+        while they waited) go to that crew's channels now, once each; with no such crew left,
+        they are given up. Either way nothing waits for a URL that is gone."""
+        channels: dict[str, list[str]] = {}
+        for crew, channel in self.workers:
+            channels.setdefault(crew, []).append(channel)
+        for crew, channel in sorted(k for k in self.outbox.stats() if k not in self.workers):
+            to = channels.get(crew, [])
+            why = "channel no longer configured" + (
+                f"; queued again for {', '.join(to)}" if to else "; its crew is gone"
             )
+            n = self.outbox.move(crew, channel, to, why)
+            log.warning("%d notices queued for %s/%s: %s", n, crew, channel, why)
 
     async def _purge_daily(self) -> None:
         while True:
@@ -223,9 +233,14 @@ class Notifier:
                 log.exception("notice outbox purge failed")
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Cancelled again until done: on Python 3.11 a worker idling in wait_for() swallows a
+        # cancel that lands as it is woken (a notice queued as the service stops), and would
+        # go on sending after the store closed.
+        pending = set(self._tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.2)
         self._tasks = []
         self.workers = {}
         self._loop = None

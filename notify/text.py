@@ -67,6 +67,31 @@ class Place:
         )
 
 
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(1, width - 1)] + "…"
+
+
+def fit(title: str, body: str, limit: int, keep: tuple[str, ...] = ("://",)) -> tuple[str, str]:
+    """Title and body cut to `limit` UTF-8 bytes in all, for a channel that refuses longer messages:
+    long lines (registry or device text: a road name, a device's message) are shortened with "…",
+    lines holding any of `keep` (links, the alert id) never. Short messages come back as they are."""
+
+    def size(t: str, b: str) -> int:
+        return len(t.encode()) + 2 + len(b.encode())
+
+    if size(title, body) <= limit:
+        return title, body
+    lines = body.split("\n")
+    width = max([len(title), *(len(line) for line in lines)])
+    while width > 8:
+        width = width * 3 // 4
+        t = _cut(title, width)
+        b = "\n".join(line if any(k in line for k in keep) else _cut(line, width) for line in lines)
+        if size(t, b) <= limit:
+            return t, b
+    return t, b  # as short as it gets without losing the links and the id
+
+
 class Writer:
     """Renders notices in one language with the deployment's links.
 

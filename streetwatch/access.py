@@ -5,7 +5,8 @@
   points its own name at 127.0.0.1 can make the operator's browser send requests here, but they
   carry the page's host name. With no list configured, a service bound to a loopback address
   answers only to loopback names, and one bound elsewhere to any name.
-- **Read tokens** (`http.read_token_required: true`): every GET except `/healthz` needs a token of
+- **Read tokens** (`http.read_token_required: true`): every GET except `/healthz` and a crew's
+  one-tap ack page `/a/…` (its signed link is its credential) needs a token of
   `http.tokens` / `http.token`, as `Authorization: Bearer …` or as `?access_token=` (RFC 6750 §2.3;
   a browser cannot put a header on the page's own address or on an EventSource). The crews' ack
   page `/a/{id}` is the other exception: its signed link is its credential (notify/links.py), and a

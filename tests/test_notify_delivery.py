@@ -12,6 +12,7 @@ import pytest
 
 from alerts.model import wall_ms
 from notify.receiver import JsonReceiver
+from notify.sender import message_bytes
 from tests.liveapp import LiveApp
 from tests.notify_support import REGISTRY, SmtpServer, json_receiver, on_path
 
@@ -252,3 +253,114 @@ def test_reminder_and_escalation_notices_reach_the_crew_and_escalate_to(tmp_path
     assert any(t.startswith("【超时升级·紧急】") for t in crew[2:])
     assert boss and all(t.startswith("【超时升级·紧急】") for t in boss)
     assert all(alert.id in n["message"] for n in rx.received)
+
+
+def test_a_digest_never_outgrows_the_channels_message_size(tmp_path: Path) -> None:
+    # Long road names (the registry's text) make each digest line about 1 KB: 40 of them are more
+    # than one message to this channel may carry (json:// as apprise knows it: 32768), and a
+    # receiver that refuses a bigger message refuses the same digest on every retry.
+    road = "洸河路" + "东" * 300
+    with JsonReceiver(json_receiver().port, max_bytes=32768) as rx:
+        notify = {
+            "crews": [{"name": "洸河路班", "urls": [rx.url()]}],
+            "max_per_minute": 2,
+            "digest_wait_s": 0.5,
+        }
+        with app(tmp_path, notify) as live:
+            devices = [f"L-GHL-{i:03d}" for i in range(100, 140)]
+            for device in devices:
+                raise_(live, "lamp_dark", device, road=road, severity="major")
+            rx.wait(lambda got: all(any(d in n["message"] for n in got) for d in devices), 150)
+            outbox = live.service.notifier.outbox
+            deadline = time.monotonic() + 10
+            while any(r["state"] == "queued" for r in outbox.all_rows()):
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            rows = outbox.all_rows()
+    assert rx.refused == 0
+    text = "\n".join(n["message"] for n in rx.received)
+    assert all(text.count(d) == 1 for d in devices)
+    assert len(rows) == 40 and {r["state"] for r in rows} == {"sent"}
+    print(f"\n40 long-named alerts: {len(rx.received)} messages, each within the channel's size")
+    # The sizes apprise knows for the chat bots crews use (WeCom counts bytes).
+    assert message_bytes("wecombot://" + "k" * 24) == 2048
+    assert message_bytes("dingtalk://" + "t" * 64) < 20000
+
+
+def test_a_notice_too_long_for_its_channel_is_cut_not_stuck(tmp_path: Path) -> None:
+    # A road name longer than one message of the channel may carry: refused on every retry, it
+    # held up every later notice of the channel until it was given up a day later.
+    road = "洸河路" + "东" * 12000
+    with JsonReceiver(json_receiver().port, max_bytes=32768) as rx:
+        notify = {"crews": [{"name": "洸河路班", "urls": [rx.url()]}]}
+        with app(tmp_path, notify) as live:
+            long = raise_(live, "lamp_dark", "L-GHL-014", road=road, message="灯" * 12000)
+            after = raise_(live, "lamp_dark", "L-GHL-015", road="洸河路", severity="major")
+            rx.wait(lambda got: any(after.id in n["message"] for n in got), 30)
+            rx.wait(lambda got: any(long.id in n["message"] for n in got), 30)
+    assert rx.refused == 0
+    cut = next(n for n in rx.received if long.id in n["message"])
+    assert "L-GHL-014" in cut["message"] and "…" in cut["message"]
+    assert f"告警编号：{long.id}" in cut["message"].splitlines()
+
+
+def test_a_changed_crew_url_gets_the_notices_queued_for_the_old_one(tmp_path: Path) -> None:
+    # The crew's webhook was replaced (a new key) while notices waited for the old one: after the
+    # restart they go to the crew's new URL, once, and nothing waits for a URL no longer there.
+    dead = JsonReceiver(json_receiver().port)  # the old URL: never answers
+    with json_receiver() as rx:
+        first = {"crews": [{"name": "洸河路班", "urls": [dead.url("old")]}]}
+        with app(tmp_path, first) as live:
+            a = raise_(live, "lamp_dark", "L-GHL-014", road="洸河路", severity="major")
+            b = raise_(live, "lamp_dark", "L-GHL-015", road="洸河路", severity="major")
+        second = {"crews": [{"name": "洸河路班", "urls": [rx.url("new"), rx.url("also")]}]}
+        with app(tmp_path, second) as live:
+            want = {(p, i) for p in ("/new", "/also") for i in (a.id, b.id)}
+            rx.wait(
+                lambda got: (
+                    want <= {(n["path"], i) for n in got for i in (a.id, b.id) if i in n["message"]}
+                ),
+                30,
+            )
+            time.sleep(1.0)
+            outbox = live.service.notifier.outbox
+            rows = outbox.all_rows()
+            stats = outbox.stats()
+    got = Counter((n["path"], i) for n in rx.received for i in (a.id, b.id) if i in n["message"])
+    assert got == dict.fromkeys(want, 1)
+    assert stats == {}  # nothing left queued, for the old URL or any other
+    old = [r for r in rows if r["channel"].startswith("json-") and r["state"] == "given_up"]
+    assert len(old) == 2
+
+
+def test_the_per_minute_cap_holds_across_a_restart(tmp_path: Path) -> None:
+    # A service restarted (or crash-looping) within the minute must not start a fresh minute's
+    # worth of messages to the same crew.
+    with json_receiver() as rx:
+        notify = {"crews": [{"name": "洸河路班", "urls": [rx.url()]}], "max_per_minute": 2}
+        with app(tmp_path, notify) as live:
+            first = [raise_(live, "lamp_dark", f"L-GHL-{i:03d}") for i in range(100, 102)]
+            rx.wait(lambda got: len(got) == 2, 30)
+        with app(tmp_path, notify) as live:
+            later = [raise_(live, "lamp_dark", f"L-GHL-{i:03d}") for i in range(200, 203)]
+            time.sleep(5.0)
+            within_the_minute = len(rx.received)
+            names = [a.device for a in first + later]  # a digest names alerts by device
+            rx.wait(lambda got: all(any(d in n["message"] for n in got) for d in names), 120)
+    assert within_the_minute == 2
+    assert len(rx.received) <= 4
+
+
+def test_a_stop_during_a_send_records_it_and_a_restart_sends_it_not_again(tmp_path: Path) -> None:
+    # The receiver takes a second to answer; the service stops (SIGTERM, a deploy) meanwhile.
+    slow = JsonReceiver(json_receiver().port, on_notice=lambda n: time.sleep(1.5))
+    with slow as rx:
+        notify = {"crews": [{"name": "洸河路班", "urls": [rx.url()]}]}
+        with app(tmp_path, notify) as live:
+            alert = raise_(live, "lamp_dark", "L-GHL-014")
+            rx.wait(lambda got: len(got) == 1)  # in the receiver, not answered yet
+        with app(tmp_path, notify) as live:
+            time.sleep(3.0)  # a restart that sent it again would have done so by now
+            rows = live.service.notifier.outbox.all_rows()
+    assert sum(alert.id in n["message"] for n in rx.received) == 1
+    assert [r["state"] for r in rows] == ["sent"]
