@@ -163,6 +163,12 @@ class Run:
         time.sleep(seconds)
         return self.accepted() - a
 
+    def service_acks_in(self, seconds: float) -> float:
+        """QoS 1 messages the service acknowledged (readings durable) within `seconds`."""
+        a = self.svc.metric("streetwatch_messages_acknowledged_total")
+        time.sleep(seconds)
+        return self.svc.metric("streetwatch_messages_acknowledged_total") - a
+
     def caught_up(self, timeout: float = 120.0) -> float:
         """Seconds until the spool is back under a second or so of load (it never reaches 0
         while the load flows)."""
@@ -362,25 +368,31 @@ class Run:
         subprocess.run(["fallocate", "-l", str(max(0, free - 256 * 1024)), str(filler)], check=True)
         try:
             time.sleep(2.0)  # the spool runs into the full disk
-            stopped = self.taken_in(3.0)
-            s.figures["taken_in_3s_while_full"] = stopped
-            # `accepted` counts a reading when it is handed to the spool, before the write that
-            # fails: a buffer's worth may count without being acknowledged. A flow that goes on
-            # is the full rate; a stopped one is a few dozen at most.
-            if stopped > self.mode.rate * 3 * 0.05:
+            # The service's own PUBACKs (not readings decoded and held, which go on until the
+            # memory bound pauses the socket). What the spool's cut-back tails free can take a
+            # last durable batch or two while the disk fills; after that nothing frees space
+            # (the writer cannot even write its checkpoint), so an ack now is a defect.
+            stopped = self.service_acks_in(3.0)
+            s.figures["acks_in_3s_while_full"] = stopped
+            s.figures["decoded_in_3s_while_full"] = self.taken_in(1.0) * 3
+            if stopped > 0:
                 problems.append(f"acks went on with the spool's disk full: {stopped} in 3 s")
             check(self.svc.proc.poll() is None, "the service died of a full disk")
             health = self.svc.health()
             s.figures["health_while_full"] = health["status"]
+            s.figures["acks_held_while_full"] = health.get("acks_held")
             if health["status"] != "degraded":
                 problems.append(f"/healthz is not degraded with the spool's disk full: {health}")
         finally:
             filler.unlink()
         t0 = time.monotonic()
         try:
-            wait_until(lambda: self.taken_in(0.5) > 0, 60, "acks resume when space returns")
+            wait_until(lambda: self.service_acks_in(0.5) > 0, 60, "acks resume when space returns")
             s.figures["resumed_after_s"] = round(time.monotonic() - t0, 1)
-            self.svc.wait_health(lambda h: h.get("status") == "ok", timeout=60)
+            self.svc.wait_health(
+                lambda h: h.get("status") == "ok" and h.get("acks_held") == 0, timeout=60
+            )
+            s.figures["healthy_after_s"] = round(time.monotonic() - t0, 1)
         except TimeoutError as exc:
             problems.append(f"no recovery when space returned: {exc}"[:400])
             self.log("   no recovery: kill -9 and start again, so the run goes on")
