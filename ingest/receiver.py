@@ -319,9 +319,12 @@ class MqttReceiver:
         probing = False
         try:
             while True:
-                waiting = not probing and not self._spool_ok.is_set()
-                if waiting and not await self._wait_spool_ok():
-                    return False
+                if not probing and not self._spool_ok.is_set():
+                    if not held:  # held back behind the probe: counted like a refused batch
+                        held = True
+                        self.acks_held += messages
+                    if not await self._wait_spool_ok():
+                        return False
                 try:
                     spool.append(records)
                     await spool.durable()

@@ -437,7 +437,8 @@ async def test_held_acks_all_go_out_when_space_returns_and_health_says_so_until_
         await asyncio.to_thread(publish, mosquitto.port, readings(10, "L2"))
         await asyncio.sleep(4.0)
         assert proxy.pubacks() == []
-        assert service.health()["reasons"]
+        health = service.health()
+        assert health["reasons"] and health["acks_held"] == 20, health
         disk.full = False
         # Once /healthz stops naming a reason, no ack may still be held back.
         await wait_for(lambda: not service.health()["reasons"], timeout=60)
