@@ -267,3 +267,41 @@ async def test_on_a_really_full_disk_every_acknowledged_record_is_read_once(
         assert len(rest) == 20
     finally:
         await again.aclose()
+
+
+async def test_a_checkpoint_refused_after_segments_were_freed_loses_nothing_on_restart(
+    tmp_path: Path,
+) -> None:
+    """The disk stays full even after the committed segments went: the checkpoint is not
+    written, the writer re-reads from the first segment still there, a restart too."""
+    spool = make(tmp_path, segment_bytes=1024)
+    records = [b"r%04d" % i + b"y" * 100 for i in range(60)]
+    for rec in records:
+        spool.append([rec])
+        await spool.durable()
+    batch = spool.read_available(45)
+    assert batch is not None and batch.end.segment > 1
+
+    def refuse(end: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    spool._write_checkpoint = refuse  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        spool.commit(batch)
+    first = min(int(p.stem) for p in (tmp_path / "segments").glob("*.seg"))
+    assert first == batch.end.segment  # the segments wholly in the store are gone
+    # The writer restarts: it re-reads from the first segment still there (never from a gap).
+    spool.rewind()
+    reread = spool.read_available(1000)
+    assert reread is not None and reread.records[-1] == records[-1]
+    assert set(records[:45]) - set(reread.records)  # what went with the deleted segments
+    await spool.aclose()
+    # A crash instead: the checkpoint on disk is the old one; the restart starts at the first
+    # segment still there, and its count of pending bytes comes out right.
+    reopened = make(tmp_path, segment_bytes=1024)
+    try:
+        again = drain(reopened)
+        assert again == reread.records
+        assert reopened.pending_bytes == 0
+    finally:
+        await reopened.aclose()
