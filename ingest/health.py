@@ -35,6 +35,9 @@ def ingest_health(parts: Any, settings: Settings) -> dict[str, Any]:
         reasons.append("store write failed; data kept, retrying")
     if spool.error:
         reasons.append(f"{spool.error} (acks held, retrying)")
+    held = p.receiver.acks_held
+    if held:
+        reasons.append(f"{held} messages not acknowledged: the spool refused their write; retrying")
     if spool.full:
         reasons.append(
             f"spool full ({spool.pending_bytes} bytes): acks held, the broker keeps the rest"
@@ -62,5 +65,6 @@ def ingest_health(parts: Any, settings: Settings) -> dict[str, Any]:
         "oldest_unwritten_s": round(lag, 1),
         "writer_restarts": writer.metrics.writer_restarts,
         "socket_paused": p.receiver.paused,
+        "acks_held": held,
         "new_devices_per_minute": new_per_min,
     }

@@ -29,6 +29,7 @@ class IngestMetrics:
         self.messages = 0
         self.unregistered = 0
         self.points_written = 0
+        self.acks = 0  # QoS 1 messages acknowledged to the broker (their readings durable)
         self.spool_errors = 0  # failed spool appends/fsyncs (the batch is retried, never acked)
         self.writer_restarts = 0
         self.new_devices = NewDeviceRate()
@@ -106,6 +107,11 @@ class _HotCounters(Collector):
         )
         yield CounterMetricFamily(
             "streetwatch_points_written", "Points committed to the store", value=m.points_written
+        )
+        yield CounterMetricFamily(
+            "streetwatch_messages_acknowledged",
+            "QoS 1 messages acknowledged to the broker (only once their readings are durable)",
+            value=m.acks,
         )
         yield CounterMetricFamily(
             "streetwatch_spool_errors",

@@ -74,6 +74,12 @@ class MqttReceiver:
         self._keepalive_handle: asyncio.TimerHandle | None = None
         self._space_watch: asyncio.Task[None] | None = None
         self._spool_failing = False
+        # While the spool refuses writes one batch probes it (with backoff); the others wait
+        # here and go the moment it succeeds, so acks resume together when space returns.
+        self._spool_ok = asyncio.Event()
+        self._spool_ok.set()
+        self._probing = False
+        self.acks_held = 0  # messages whose batch the spool refused, waiting to be durable
         self._stopped = asyncio.Event()
         self._order = asyncio.Lock()  # FIFO: batches reach the rules in arrival order
         # Big payloads are decoded here, one at a time (under `_order`), not in asyncio's shared
@@ -259,11 +265,10 @@ class MqttReceiver:
             async with self._order:
                 await self.pipeline.ready()
                 records = await self._prepare(batch)
-            if records and not await self._spool(records):
+            if records and not await self._spool(records, len(batch)):
                 return  # stopping: unacknowledged, the broker redelivers after the restart
-            acks = b"".join(
-                mqtt_seam.puback(mid, self._proto_ver) for mid, _, _ in batch if mid is not None
-            )
+            mids = [mid for mid, _, _ in batch if mid is not None]
+            acks = b"".join(mqtt_seam.puback(mid, self._proto_ver) for mid in mids)
             if (
                 acks
                 and conn is not None
@@ -272,6 +277,7 @@ class MqttReceiver:
             ):
                 try:
                     mqtt_seam.write(conn, acks)
+                    self.metrics.acks += len(mids)
                 except Exception:  # the link is going: the broker redelivers them
                     log.exception("could not write %d PUBACKs", len(batch))
             # else: the connection that delivered them is gone; the broker redelivers them and
@@ -304,29 +310,72 @@ class MqttReceiver:
                 await asyncio.sleep(0)
         return records
 
-    async def _spool(self, records: list[bytes]) -> bool:
-        """Append and fsync; on any failure retry the same lines with backoff until the spool
-        takes them (never ack what is not safely stored). False if stopping meanwhile."""
+    async def _spool(self, records: list[bytes], messages: int) -> bool:
+        """Append and fsync; on any failure retry the same lines until the spool takes them
+        (never ack what is not safely stored). False if stopping meanwhile.
+
+        One failing batch at a time probes the disk, with backoff; every other refused batch
+        waits for that probe and retries at once when it succeeds. Each batch sleeping out its
+        own backoff (up to 30 s) held acks long after space returned, while /healthz already
+        said ok and the spool looked drained."""
         spool = self.pipeline.spool
         delay = 0.5
-        while True:
-            try:
-                spool.append(records)
-                await spool.durable()
-            except Exception as exc:
-                self.metrics.spool_errors += 1
-                if not self._spool_failing:
-                    log.error("spool write failed (%s); holding acks and retrying", exc)
-                    self._spool_failing = True
-                if self._stopping:
-                    return False
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(30.0, delay * 2)
-                continue
-            if self._spool_failing:
-                log.info("spool takes writes again")
-                self._spool_failing = False
-            return True
+        held = False
+        probing = False
+        try:
+            while True:
+                if not probing and not self._spool_ok.is_set():
+                    if not held:  # held back behind the probe: counted like a refused batch
+                        held = True
+                        self.acks_held += messages
+                    if not await self._wait_spool_ok():
+                        return False
+                try:
+                    spool.append(records)
+                    await spool.durable()
+                except Exception as exc:
+                    self.metrics.spool_errors += 1
+                    if not self._spool_failing:
+                        log.error("spool write failed (%s); holding acks and retrying", exc)
+                        self._spool_failing = True
+                    self._spool_ok.clear()
+                    if not held:
+                        held = True
+                        self.acks_held += messages
+                    if self._stopping:
+                        return False
+                    if not probing and self._probing:
+                        continue  # another batch probes: wait for it
+                    probing = self._probing = True
+                    await self._backoff(delay * (0.5 + random.random()))
+                    if self._stopping:
+                        return False
+                    delay = min(5.0, delay * 2)
+                    continue
+                if self._spool_failing:
+                    log.warning("spool takes writes again; held acks go out")
+                    self._spool_failing = False
+                self._spool_ok.set()
+                return True
+        finally:
+            if probing:
+                self._probing = False
+                if not self._spool_ok.is_set():
+                    # Stopping mid-probe: let the waiters see `_stopping` and leave too.
+                    self._spool_ok.set()
+            if held:
+                self.acks_held -= messages
+
+    async def _wait_spool_ok(self) -> bool:
+        """Wait for the probing batch's success; False if stopping meanwhile."""
+        ok = asyncio.ensure_future(self._spool_ok.wait())
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({ok, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ok.cancel()
+            stopped.cancel()
+        return not self._stopping
 
     # ---- socket flow control -----------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import struct
@@ -553,12 +554,18 @@ class Spool:
 
         The checkpoint file is written first: if that fails (a full disk), nothing here changed
         and the writer, restarted, reads the batch again from the old checkpoint."""
-        tmp = self.dir / "checkpoint.json.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(orjson.dumps({"segment": batch.end.segment, "offset": batch.end.offset}))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.dir / "checkpoint.json")
+        try:
+            self._write_checkpoint(batch.end)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            # The spool filled its own disk: the checkpoint (a new file) cannot be written, so
+            # nothing would ever be deleted and the disk would stay full for good. The segments
+            # wholly before the batch's end are in the store: delete them first (a restart
+            # from the old checkpoint starts at the first segment still there), then try again.
+            freed = self._free_committed(batch.end.segment)
+            self._write_checkpoint(batch.end)
+            batch.nbytes = max(0, batch.nbytes - freed)  # those bytes are already off the count
         self._checkpoint = batch.end
         marks = self._marks
         while len(marks) > 1 and marks[1][0] <= batch.end:
@@ -577,6 +584,54 @@ class Spool:
         self._report_size()
         if self._space is not None and not self.full:
             self._space.set()
+
+    def _write_checkpoint(self, end: Position) -> None:
+        tmp = self.dir / "checkpoint.json.tmp"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(orjson.dumps({"segment": end.segment, "offset": end.offset}))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.dir / "checkpoint.json")
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+
+    def _free_committed(self, before: int) -> int:
+        """Delete the segments before `before` (the store has them) and move the in-memory
+        checkpoint to the start of `before`, so a rewind re-reads from there and the pending
+        byte count stays true."""
+        if self._checkpoint.segment >= before:
+            return 0
+        freed = 0
+        for seg in self._segments():
+            if seg >= before:
+                continue
+            path = self._seg_path(seg)
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                continue
+            start = self._checkpoint.offset if seg == self._checkpoint.segment else 0
+            if seg < self._checkpoint.segment:
+                start = size  # already counted as committed
+            if self._read_file_segment == seg and self._read_file is not None:
+                self._read_file.close()
+                self._read_file = None
+                self._read_file_segment = -1
+            path.unlink(missing_ok=True)
+            self._sealed.pop(seg, None)
+            freed += max(0, size - start)
+        log.warning(
+            "spool: its disk is full; deleted the segments before %d (in the store) to make "
+            "room for the checkpoint",
+            before,
+        )
+        self._checkpoint = Position(before, 0)
+        self._pending_bytes = max(0, self._pending_bytes - freed)
+        self._report_size()
+        return freed
 
     def oldest_age_s(self) -> float:
         """Seconds since the oldest reading not yet in the store was spooled (0 if none)."""

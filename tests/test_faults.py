@@ -60,12 +60,6 @@ def test_broker_gone_the_service_reconnects(run: RunResult) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting the spool's tmpfs needs root")
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest: with the spool's disk full /healthz stays 'ok' (status ok, store_up true), "
-    "and when space returns the batches whose spool write failed stay unacknowledged on the "
-    "same connection, so the flow never resumes without a restart",
-)
 def test_spool_disk_full_degraded_acks_stop_recovers(run: RunResult) -> None:
     _ok(run, "disk_full")
 

@@ -202,3 +202,106 @@ async def test_the_sqlite_store_commits_are_on_disk_before_the_spool_lets_go(
     await store.start()
     assert store.query("PRAGMA synchronous") == [(2,)]  # FULL
     await store.aclose()
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Any:
+    """A real 512 KiB tmpfs: ENOSPC from the kernel, not an injected error."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr!r}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+async def test_on_a_really_full_disk_every_acknowledged_record_is_read_once(
+    small_tmpfs: Path,
+) -> None:
+    """Concurrent batches into a disk that fills: each batch either gets durable() (would be
+    acknowledged) or an error (would be retried). Every durable record comes out of the reader
+    exactly once, before and after a restart; the cut-back tails leave nothing half-written."""
+    spool = make(small_tmpfs, segment_bytes=64 * 1024)
+    acked: list[bytes] = []
+    refused = 0
+
+    async def batch(i: int) -> None:
+        nonlocal refused
+        records = [b"r%06d-%03d-" % (i, j) + b"x" * 80 for j in range(20)]
+        try:
+            spool.append(records)
+            await spool.durable()
+        except SpoolError:
+            refused += 1
+            return
+        acked.extend(records)
+
+    i = 0
+    while refused < 30 and i < 5000:
+        await asyncio.gather(*(batch(i + k) for k in range(4)))
+        i += 4
+    assert refused >= 30, "the disk never filled"
+    assert acked
+    # The spool filled the disk itself: committing must still free it (the checkpoint is a
+    # new file, which a full disk refuses).
+    read = drain(spool)
+    assert sorted(read) == sorted(acked)
+    assert spool.pending_bytes == 0
+    assert len(set(read)) == len(read)
+    # Space is back: the spool takes writes again, and a restart finds only what it should.
+    await batch(10**5)
+    await spool.aclose()
+    again = make(small_tmpfs, segment_bytes=64 * 1024)
+    try:
+        rest = drain(again)
+        assert sorted(read + rest) == sorted(acked)
+        assert len(rest) == 20
+    finally:
+        await again.aclose()
+
+
+async def test_a_checkpoint_refused_after_segments_were_freed_loses_nothing_on_restart(
+    tmp_path: Path,
+) -> None:
+    """The disk stays full even after the committed segments went: the checkpoint is not
+    written, the writer re-reads from the first segment still there, a restart too."""
+    spool = make(tmp_path, segment_bytes=1024)
+    records = [b"r%04d" % i + b"y" * 100 for i in range(60)]
+    for rec in records:
+        spool.append([rec])
+        await spool.durable()
+    batch = spool.read_available(45)
+    assert batch is not None and batch.end.segment > 1
+
+    def refuse(end: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    spool._write_checkpoint = refuse  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        spool.commit(batch)
+    first = min(int(p.stem) for p in (tmp_path / "segments").glob("*.seg"))
+    assert first == batch.end.segment  # the segments wholly in the store are gone
+    # The writer restarts: it re-reads from the first segment still there (never from a gap).
+    spool.rewind()
+    reread = spool.read_available(1000)
+    assert reread is not None and reread.records[-1] == records[-1]
+    assert set(records[:45]) - set(reread.records)  # what went with the deleted segments
+    await spool.aclose()
+    # A crash instead: the checkpoint on disk is the old one; the restart starts at the first
+    # segment still there, and its count of pending bytes comes out right.
+    reopened = make(tmp_path, segment_bytes=1024)
+    try:
+        again = drain(reopened)
+        assert again == reread.records
+        assert reopened.pending_bytes == 0
+    finally:
+        await reopened.aclose()

@@ -52,9 +52,15 @@ class Cluster:
         return self.service
 
     def wait_drained(self, timeout: float = 120.0) -> None:
-        """Until the service has an empty spool and a connected broker link (written all)."""
+        """Until the service has an empty spool, no batch held back by a failed spool write
+        (it is not in the spool yet) and a connected broker link (written all)."""
         self.svc.wait_health(
-            lambda h: h.get("spool_bytes") == 0 and h.get("mqtt_connected") is True, timeout
+            lambda h: (
+                h.get("spool_bytes") == 0
+                and h.get("acks_held", 0) == 0
+                and h.get("mqtt_connected") is True
+            ),
+            timeout,
         )
 
     def stop(self) -> None:

@@ -163,6 +163,12 @@ class Run:
         time.sleep(seconds)
         return self.accepted() - a
 
+    def service_acks_in(self, seconds: float) -> float:
+        """QoS 1 messages the service acknowledged (readings durable) within `seconds`."""
+        a = self.svc.metric("streetwatch_messages_acknowledged_total")
+        time.sleep(seconds)
+        return self.svc.metric("streetwatch_messages_acknowledged_total") - a
+
     def caught_up(self, timeout: float = 120.0) -> float:
         """Seconds until the spool is back under a second or so of load (it never reaches 0
         while the load flows)."""
@@ -349,7 +355,8 @@ class Run:
         s.figures["connects"] = self.svc.metric("streetwatch_mqtt_connects_total") - connects0
 
     def disk_full(self, s: Scenario) -> None:
-        """Fill the spool's own tmpfs: acks stop, /healthz says degraded, the service lives;
+        """Fill the spool's own tmpfs (InfluxDB down, so no commit frees space): acks stop,
+        /healthz names the spool's error, the service lives;
         space back: acks resume by themselves. Every problem is recorded, then the run goes on
         (restarting the service if it did not recover, so later scenarios still mean something)."""
         check(self.spool_mount is not None, "no tmpfs for the spool (mount not permitted)")
@@ -357,30 +364,46 @@ class Run:
         problems: list[str] = []
         filler = self.spool_mount / "filler"
         check(self.taken_in(1.0) > 0, "the service takes nothing before the disk fills")
-        # Leave a few hundred KiB: the spool runs into ENOSPC within a second of load.
-        free = shutil.disk_usage(self.spool_mount).free
-        subprocess.run(["fallocate", "-l", str(max(0, free - 256 * 1024)), str(filler)], check=True)
+        # InfluxDB down too: otherwise the writer commits and deletes segments, the spool
+        # reuses that space at nearly the full rate (correct: those acks are durable) and the
+        # scenario would prove nothing about a disk that stays full.
+        self.cluster.influx.stop()
         try:
+            # Leave a few hundred KiB: the spool runs into ENOSPC within a second of load.
+            free = shutil.disk_usage(self.spool_mount).free
+            subprocess.run(
+                ["fallocate", "-l", str(max(0, free - 256 * 1024)), str(filler)], check=True
+            )
             time.sleep(2.0)  # the spool runs into the full disk
-            stopped = self.taken_in(3.0)
-            s.figures["taken_in_3s_while_full"] = stopped
-            # `accepted` counts a reading when it is handed to the spool, before the write that
-            # fails: a buffer's worth may count without being acknowledged. A flow that goes on
-            # is the full rate; a stopped one is a few dozen at most.
-            if stopped > self.mode.rate * 3 * 0.05:
+            # The service's own PUBACKs (not readings decoded and held, which go on until the
+            # broker's receive window is used up). Nothing can free space now (no commits, so
+            # no segment is deleted): any ack would promise a reading the disk cannot hold.
+            free0 = shutil.disk_usage(self.spool_mount).free
+            stopped = self.service_acks_in(3.0)
+            free1 = shutil.disk_usage(self.spool_mount).free
+            s.figures["acks_in_3s_while_full"] = stopped
+            s.figures["free_bytes_while_full"] = max(free0, free1)
+            s.figures["decoded_in_3s_while_full"] = self.taken_in(1.0) * 3
+            if stopped > 0:
                 problems.append(f"acks went on with the spool's disk full: {stopped} in 3 s")
             check(self.svc.proc.poll() is None, "the service died of a full disk")
             health = self.svc.health()
             s.figures["health_while_full"] = health["status"]
-            if health["status"] != "degraded":
-                problems.append(f"/healthz is not degraded with the spool's disk full: {health}")
+            s.figures["acks_held_while_full"] = health.get("acks_held")
+            said = str(health.get("reasons", ""))
+            if health["status"] != "degraded" or "spool" not in said:
+                problems.append(f"/healthz does not name the spool's full disk: {health}")
         finally:
-            filler.unlink()
+            filler.unlink(missing_ok=True)
+            self.cluster.influx.start()
         t0 = time.monotonic()
         try:
-            wait_until(lambda: self.taken_in(0.5) > 0, 60, "acks resume when space returns")
+            wait_until(lambda: self.service_acks_in(0.5) > 0, 60, "acks resume when space returns")
             s.figures["resumed_after_s"] = round(time.monotonic() - t0, 1)
-            self.svc.wait_health(lambda h: h.get("status") == "ok", timeout=60)
+            self.svc.wait_health(
+                lambda h: h.get("status") == "ok" and h.get("acks_held") == 0, timeout=60
+            )
+            s.figures["healthy_after_s"] = round(time.monotonic() - t0, 1)
         except TimeoutError as exc:
             problems.append(f"no recovery when space returned: {exc}"[:400])
             self.log("   no recovery: kill -9 and start again, so the run goes on")
