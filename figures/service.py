@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from alerts.model import RULES_WHO, rfc3339
 from alerts.sla import SlaPolicy
 from devices.kinds import KINDS
+from devices.models import LampReading, WaterLevelReading
 from devices.registry import Device, Registry
 from devices.sun import SunTimes
 from figures.alertlog import AlertLog
@@ -28,20 +29,11 @@ if TYPE_CHECKING:
     from streetwatch.config import Settings
 
 DAY_MS = 86_400_000
-# Fields a chart may ask for, per kind (the contract's numeric fields, and a lamp's relay).
+# Fields a chart may ask for, per kind: the contract's numeric fields (the reading models own that
+# list), and a lamp's relay.
 SERIES_FIELDS: dict[str, tuple[str, ...]] = {
-    "lamp": (
-        "on",
-        "dim",
-        "voltage",
-        "current",
-        "power",
-        "power_factor",
-        "energy",
-        "temperature",
-        "rssi",
-    ),
-    "waterlevel": ("depth_cm", "rain_mm", "battery", "rssi"),
+    "lamp": ("on", *LampReading.number_fields),
+    "waterlevel": WaterLevelReading.number_fields,
 }
 TREND_WINDOW_MS = 10 * 60_000
 FLOOD_LOOKBACK_MS = 6 * 3_600_000
