@@ -26,6 +26,7 @@ import httpx
 import orjson
 
 from figures.errors import StoreReadError
+from ingest.stores.influx_v1 import http_client
 
 if TYPE_CHECKING:
     from streetwatch.config import InfluxConfig, Settings
@@ -108,14 +109,7 @@ class InfluxV1Reader:
         self, config: InfluxConfig, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.config = config
-        auth = (config.username, config.password or "") if config.username else None
-        self._client = httpx.AsyncClient(
-            base_url=config.url.rstrip("/"),
-            auth=auth,
-            timeout=config.timeout_s,
-            transport=transport,
-            verify=not config.url.startswith("http://"),
-        )
+        self._client = http_client(config, transport)
 
     async def _query(self, q: str) -> list[dict[str, Any]]:
         # Chunked: a plain answer is cut at the server's `[http] max-row-limit` (marked only by a

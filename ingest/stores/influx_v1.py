@@ -18,20 +18,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def http_client(
+    config: InfluxConfig, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The HTTP client for an InfluxDB 1.x server (the store's writes, the figures' queries)."""
+    auth = (config.username, config.password or "") if config.username else None
+    return httpx.AsyncClient(
+        base_url=config.url.rstrip("/"),
+        auth=auth,
+        timeout=config.timeout_s,
+        transport=transport,
+        # Plain http needs no CA bundle: loading one costs ~45 ms of start-up for nothing.
+        verify=not config.url.startswith("http://"),
+    )
+
+
 class InfluxV1Store:
     def __init__(
         self, config: InfluxConfig, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.config = config
-        auth = (config.username, config.password or "") if config.username else None
-        self._client = httpx.AsyncClient(
-            base_url=config.url.rstrip("/"),
-            auth=auth,
-            timeout=config.timeout_s,
-            transport=transport,
-            # Plain http needs no CA bundle: loading one costs ~45 ms of start-up for nothing.
-            verify=not config.url.startswith("http://"),
-        )
+        self._client = http_client(config, transport)
         self._params = {"db": config.database, "precision": "ms"}
         if config.retention_policy:
             self._params["rp"] = config.retention_policy
