@@ -2,7 +2,11 @@
 
 No stream yields a second raise for a (rule, device) that is already open (an active Condition
 while open is only ever an update that changes something), no clear without a raise before it, and
-event times never go backwards for one (rule, device). The same holds across save/load restarts.
+event times never go backwards for one (rule, device) -- with one exception, a late run's past
+episode (rules/late.py): a raise older than what the sink already heard for that (rule, device),
+told while it is closed, and the updates and the clear of that episode. Every Condition of such an
+episode carries `reported_at`, and it never touches an open alert of the live rule. The same holds
+across save/load restarts.
 """
 
 from __future__ import annotations
@@ -89,10 +93,18 @@ step = st.one_of(
 def check(conditions: list[Condition]) -> None:
     open_: dict[tuple[str, str], Condition] = {}
     last_at: dict[tuple[str, str], int] = {}
+    past: set[tuple[str, str]] = set()  # open as a past episode (older than last_at), told late
     for c in conditions:
         k = (c.rule, c.device)
-        assert c.at_ms >= last_at.get(k, 0), f"time went back for {k}"
-        last_at[k] = c.at_ms
+        if c.at_ms < last_at.get(k, 0):
+            assert c.reported_at is not None, f"time went back for {k}, not marked late: {c}"
+            if c.active and k not in open_:
+                past.add(k)  # a past episode starts
+            assert k in past, f"time went back for {k} on an alert told in order: {c}"
+        else:
+            last_at[k] = c.at_ms
+        if not c.active:
+            past.discard(k)
         if c.active:
             before = open_.get(k)
             if before is not None:  # an update must change something the crew sees
@@ -155,3 +167,43 @@ def test_no_double_open_no_clear_without_raise(steps: list[tuple]) -> None:
         engine.close()
         assert engine.env.sink_errors == 0
         check(sink.conditions)
+
+
+def test_late_reading_beside_a_live_raise_is_not_a_second_raise() -> None:
+    """Found by the property: W heard at -15 s, then at +106 s (a gap) with 12 cm: water_level is
+    raised live at +106 s. The reading of +105 s arrives after it (inside the gap): its late run
+    raised water_level again at +105 s, a second raise older than the live one, unmarked."""
+    sink = RecordingSink()
+    engine = RuleEngine(RULES, LocationConfig(), REGISTRY, sink)
+    engine.observe(water("W", NIGHT - 15_000, 0.0, battery=10.0))
+    engine.observe(status("W", False, NIGHT + 51_000, kind="waterlevel"))
+    engine.observe(water("W", NIGHT + 106_000, 12.0, battery=10.0))
+    engine.observe(water("W", NIGHT + 105_000, 12.0, battery=10.0))
+    engine.tick(NIGHT + 3_706_000)
+    raised = [c for c in sink.of("water_level", "W") if c.active]
+    assert [c.at_ms for c in raised] == [NIGHT + 106_000]
+    engine.close()
+    check(sink.conditions)
+
+
+def test_late_past_episode_after_a_live_one_is_marked_late() -> None:
+    """The live rule raised and cleared water_level after the gap; the backlog then shows an
+    earlier flood inside it. That flood is told (its own raise and clear, older than the live
+    ones) and marked reported late, never as if it were news in order."""
+    sink = RecordingSink()
+    engine = RuleEngine(RULES, LocationConfig(), REGISTRY, sink)
+    engine.observe(water("W", NIGHT, 0.0))
+    gap_to = NIGHT + 3_600_000
+    for i in range(6):  # live: flooded at the gap's end, dry from a minute later
+        engine.observe(water("W", gap_to + i * 60_000, 45.0 if i == 0 else 0.0))
+    live = sink.of("water_level", "W")
+    assert [c.active for c in live] == [True, False]
+    for i in range(10):  # the backlog: a flood in the middle of the gap
+        engine.observe(water("W", NIGHT + 600_000 + i * 60_000, 45.0 if i < 5 else 0.0))
+    engine.tick(gap_to + 3_600_000)
+    late = sink.of("water_level", "W")[2:]
+    assert [c.active for c in late] == [True, False]
+    assert late[0].at_ms == NIGHT + 600_000
+    assert all(c.reported_at is not None for c in late)
+    engine.close()
+    check(sink.conditions)
