@@ -207,3 +207,28 @@ def test_late_past_episode_after_a_live_one_is_marked_late() -> None:
     assert all(c.reported_at is not None for c in late)
     engine.close()
     check(sink.conditions)
+
+
+def test_restart_keeps_what_a_supply_fault_alert_said() -> None:
+    """Found by the property: lamp_fault raised for supplyLoss (critical by event), the event
+    cleared (the alert waits out its hold), a restart, supplyLoss raised again. The restarted latch
+    remembered the alert's events but took its severity from the empty set of raised events (the
+    rule's base), so the same raise went out a second time as an 'update' that changed nothing."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "state.sqlite"
+        sink = RecordingSink()
+        engine = RuleEngine(RULES, LocationConfig(), REGISTRY, sink, state_path=path)
+        engine.observe(lamp("A", NIGHT, on=False, power=0.0, voltage=150.0))
+        engine.observe(event("A", NIGHT, "supplyLoss", "raised"))
+        engine.observe(water("W", NIGHT + 70_000, 0.0))
+        assert [c.active for c in sink.of("lamp_fault", "A")] == [True]
+        engine.observe(event("A", NIGHT + 1_000, "supplyLoss", "cleared"))
+        engine.save_state()
+        engine.close()
+        engine = RuleEngine(RULES, LocationConfig(), REGISTRY, sink, state_path=path)
+        engine.load_state()
+        engine.observe(event("A", NIGHT + 2_000, "supplyLoss", "raised"))
+        assert [c.active for c in sink.of("lamp_fault", "A")] == [True]
+        engine.tick(NIGHT + 3_670_000)
+        engine.close()
+        check(sink.conditions)
