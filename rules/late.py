@@ -14,11 +14,12 @@ Each run of late readings is judged by itself: a fresh set of the device's own r
 (threshold, levels, rate, stuck, battery, events) on a timer heap of its own, on the device's own
 event time. What they raise or clear goes to the same sink at the readings' event times, marked
 reported late (`Condition.reported_at`). A run speaks for a (rule, device) only while the device's
-live rule does not: if the live rule holds it (raised, held or suppressed) when the run judges, the live alert covers that stretch and the run stays silent for it (a second raise, or a
-clear of an alert the live rule holds open, would be a duplicate or a false clear). Where the live
-rule has already told the sink something newer, what the run tells is older than that: it is a
-past episode of its own, always marked reported late, and the alert store never lets it move the
-newer alert back. Absence and group members (dark lamps, offline, a cabinet's supply events) are
+live rule does not: if the live rule holds it (raised, held or suppressed) when the run judges,
+the live alert covers that stretch and the run stays silent for it (a second raise, or a clear of
+an alert the live rule holds open, would be a duplicate or a false clear). Where the live rule has
+already told the sink something newer, what the run tells is older than that: it is a past
+episode of its own, always marked reported late, and the alert store never lets it move the newer
+alert back. Absence and group members (dark lamps, offline, a cabinet's supply events) are
 left out: a late reading older than the newest says nothing about silence now, and a cabinet is
 decided on the onsets it saw in order. A lamp's other fault events (driverFailure, …) are its own
 and are judged.
