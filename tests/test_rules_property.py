@@ -60,34 +60,45 @@ RULES = RulesConfig.model_validate(
     }
 )
 
-step = st.one_of(
-    st.tuples(
-        st.just("lamp"),
-        st.sampled_from("ABDX"),
-        st.integers(-30, 90),  # seconds after the device's last (negative: late)
-        st.booleans(),
-        st.sampled_from([0.0, 5.0, 60.0, 100.0, 140.0]),
-        st.sampled_from([150.0, 199.0, 220.0, 240.0]),
-    ),
-    st.tuples(
-        st.just("water"),
-        st.just("W"),
-        st.integers(-30, 90),
-        st.sampled_from([0.0, 9.0, 12.0, 16.0, 28.0, 45.0]),
-        st.sampled_from([10.0, 22.0, 80.0]),
-    ),
-    st.tuples(
-        st.just("event"),
-        st.sampled_from("AB"),
-        st.integers(-5, 60),
-        st.sampled_from(["doorOpen", "supplyLoss"]),
-        st.booleans(),
-    ),
-    st.tuples(st.just("status"), st.sampled_from("ABW"), st.integers(0, 60), st.booleans()),
-    st.tuples(st.just("tick"), st.integers(0, 600)),
-    st.tuples(st.just("dup")),
-    st.tuples(st.just("restart")),
-)
+
+def steps_of(back: int, ahead: int) -> st.SearchStrategy[tuple]:
+    """Readings `back` s behind to `ahead` s after the device's last; more than two report
+    intervals ahead opens a gap, and readings behind then land in it (a late run judges them)."""
+    return st.one_of(
+        st.tuples(
+            st.just("lamp"),
+            st.sampled_from("ABDX"),
+            st.integers(-back, ahead),  # seconds after the device's last (negative: late)
+            st.booleans(),
+            st.sampled_from([0.0, 5.0, 60.0, 100.0, 140.0]),
+            st.sampled_from([150.0, 199.0, 220.0, 240.0]),
+        ),
+        st.tuples(
+            st.just("water"),
+            st.just("W"),
+            st.integers(-back, ahead),
+            st.sampled_from([0.0, 9.0, 12.0, 16.0, 28.0, 45.0]),
+            st.sampled_from([10.0, 22.0, 80.0]),
+        ),
+        st.tuples(
+            st.just("event"),
+            st.sampled_from("AB"),
+            st.integers(-back // 6, min(ahead, 60)),
+            st.sampled_from(["doorOpen", "supplyLoss"]),
+            st.booleans(),
+        ),
+        st.tuples(
+            st.just("status"), st.sampled_from("ABW"), st.integers(0, min(ahead, 60)), st.booleans()
+        ),
+        st.tuples(st.just("tick"), st.integers(0, 600)),
+        st.tuples(st.just("dup")),
+        st.tuples(st.just("restart")),
+    )
+
+
+step = steps_of(30, 90)
+# Long gaps and backlogs well behind the live readings: late runs beside live alerts.
+wide_step = steps_of(400, 300)
 
 
 def check(conditions: list[Condition]) -> None:
@@ -127,6 +138,20 @@ def check(conditions: list[Condition]) -> None:
 )
 @given(st.lists(step, min_size=10, max_size=150))
 def test_no_double_open_no_clear_without_raise(steps: list[tuple]) -> None:
+    run_steps(steps)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(st.lists(wide_step, min_size=10, max_size=150))
+def test_late_runs_beside_live_alerts_stay_well_formed(steps: list[tuple]) -> None:
+    run_steps(steps)
+
+
+def run_steps(steps: list[tuple]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "state.sqlite"
         sink = RecordingSink()
