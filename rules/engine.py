@@ -227,7 +227,7 @@ class RuleEngine:
         run.add(channel, data, ts, rx)
 
     def _late_run(self, dev: DeviceInfo, rx: int) -> LateRun:
-        run = LateRun(self.env.sink, self.env, dev.gap_to, rx)
+        run = LateRun(self.env.sink, self.env, dev, dev.gap_to, rx)
         for rule_id, rule in self._rules.items():
             events = self._member_events.get(rule_id)
             if rule_id in self._member_of and events is None:

@@ -634,7 +634,11 @@ class EventCheck(Evaluator):
     def state(self) -> dict[str, Any]:
         if not self.raised and self.phase != ACTIVE:
             return {}
-        out: dict[str, Any] = {"raised": sorted(self.raised), "told": sorted(self.told[0])}
+        out: dict[str, Any] = {
+            "raised": sorted(self.raised),
+            "told": sorted(self.told[0]),
+            "told_severity": self.told[1],
+        }
         if self.member:
             out["member"] = True
         return out
@@ -658,7 +662,18 @@ class EventCheck(Evaluator):
     def load(self, data: dict[str, Any]) -> None:
         self.raised = {str(e) for e in data.get("raised", [])}
         self._event_severity()
-        self.told = (frozenset(str(e) for e in data.get("told", [])), self.severity)
+        told = frozenset(str(e) for e in data.get("told", []))
+        # What the open alert says, not what is raised now: with its events cleared since (the
+        # alert waiting out its hold), the severity it was told with is not the rule's base one.
+        # State saved before told_severity was kept: the told events under the config in force.
+        severity = data.get("told_severity")
+        if severity not in SEVERITY_RANK:
+            severity = max(
+                (self.by_event.get(e, self.base_severity) for e in told),
+                key=SEVERITY_RANK.__getitem__,
+                default=self.severity,
+            )
+        self.told = (told, severity)
         self.member = bool(data.get("member", False))
 
 

@@ -13,9 +13,13 @@ dropped as before, so a redelivered batch never raises anything twice.
 Each run of late readings is judged by itself: a fresh set of the device's own rules
 (threshold, levels, rate, stuck, battery, events) on a timer heap of its own, on the device's own
 event time. What they raise or clear goes to the same sink at the readings' event times, marked
-reported late (`Condition.reported_at`). The alert store keeps one alert per (rule, device) and
-never lets an older condition move a newer one back, so a late run cannot undo what the live
-readings decided. Absence and group members (dark lamps, offline, a cabinet's supply events) are
+reported late (`Condition.reported_at`). A run speaks for a (rule, device) only while the device's
+live rule does not: if the live rule holds it (raised, held or suppressed) when the run judges,
+the live alert covers that stretch and the run stays silent for it (a second raise, or a clear of
+an alert the live rule holds open, would be a duplicate or a false clear). Where the live rule has
+already told the sink something newer, what the run tells is older than that: it is a past
+episode of its own, always marked reported late, and the alert store never lets it move the newer
+alert back. Absence and group members (dark lamps, offline, a cabinet's supply events) are
 left out: a late reading older than the newest says nothing about silence now, and a cabinet is
 decided on the onsets it saw in order. A lamp's other fault events (driverFailure, …) are its own
 and are judged.
@@ -30,11 +34,43 @@ ends forgets its readings as far as the rules go (ingest has stored them all the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from rules.clock import Timers
-from rules.latch import ACTIVE, IDLE, DeviceInfo, Env
-from rules.signals import ConditionSink
+from rules.latch import ACTIVE, HELD, IDLE, SUPPRESSED, DeviceInfo, Env
+from rules.signals import Condition, ConditionSink
+
+_HOLDS = (ACTIVE, HELD, SUPPRESSED)  # a live rule in these phases has told the sink, or will
+
+
+class _RunEnv(Env):
+    """The run's Env: passes on only what the run may say beside the device's live rules."""
+
+    def __init__(self, sink: ConditionSink, timers: Timers, outer: Env, dev: DeviceInfo) -> None:
+        super().__init__(sink, timers, outer.sun, outer.language)
+        self.dev = dev
+        self.told: set[str] = set()  # rules whose raise this run told the sink (not yet cleared)
+
+    def emit(self, condition: Condition) -> None:
+        rule = condition.rule
+        live = next(
+            (e for e in (*self.dev.tel_rules, *self.dev.event_rules) if e.rule_id == rule), None
+        )
+        if condition.active:
+            if rule not in self.told:
+                if live is not None and live.phase in _HOLDS:
+                    return  # the live rule holds it: its alert covers this stretch
+                self.told.add(rule)
+        elif rule in self.told:
+            self.told.discard(rule)
+        else:
+            return  # the run never told this raise: nothing of its own to clear
+        if live is not None and condition.at_ms < live.last_at:
+            # Older than what the live rule already told for this (rule, device): a past episode,
+            # learned of now, whatever the watermark says.
+            condition = replace(condition, reported_at=self.rx)
+        super().emit(condition)
 
 
 class LateRun:
@@ -56,9 +92,11 @@ class LateRun:
 
     MAX_PENDING = 50_000  # readings held for sorting; past it, what is held is judged at once
 
-    def __init__(self, sink: ConditionSink, outer: Env, until: int, rx: int) -> None:
+    def __init__(
+        self, sink: ConditionSink, outer: Env, dev: DeviceInfo, until: int, rx: int
+    ) -> None:
         self.timers = Timers()
-        self.env = Env(sink, self.timers, outer.sun)
+        self.env = _RunEnv(sink, self.timers, outer, dev)
         self.env.late_ms = outer.late_ms
         self.env.clock = outer.clock
         self.tel: list[Any] = []  # evaluators, filled by the engine
@@ -123,8 +161,13 @@ class LateRun:
         for evaluator in (*self.tel, *self.events):
             if evaluator.phase != ACTIVE:
                 continue
-            held = live.get(evaluator.rule_id)
-            if held is not None and held.phase != IDLE:
-                continue  # the live rule holds it (or is about to): it decides the clear
             evaluator.phase = IDLE
+            if evaluator.rule_id not in self.env.told:
+                continue  # never told (the live rule held it): nothing to clear
+            held = live.get(evaluator.rule_id)
+            if held is not None and held.phase in _HOLDS:
+                # Raised live since (only when a long run was judged in parts): the live raise
+                # took the run's alert over, and the live rule decides the clear.
+                self.env.told.discard(evaluator.rule_id)
+                continue
             evaluator.emit(False, max(self.until, evaluator.raised_at))
